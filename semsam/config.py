@@ -1,0 +1,122 @@
+"""Model sizes as small dataclasses and a plain registry of named configurations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SwinConfig:
+    """Swin Transformer backbone (Mask2Former layout: outputs res2..res5 at strides 4, 8, 16, 32)."""
+
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 7
+    mlp_ratio: float = 4.0
+    patch_size: int = 4
+
+
+@dataclass(frozen=True)
+class PixelDecoderConfig:
+    """Multi-scale deformable-attention encoder plus the stride-4 FPN step that makes mask features."""
+
+    conv_dim: int = 256
+    mask_dim: int = 256
+    num_layers: int = 6
+    num_heads: int = 8
+    num_points: int = 4
+    ffn_dim: int = 2048
+    num_groups: int = 32
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Prompt-query decoder: every prompt becomes `num_granularities` queries sharing one anchor box."""
+
+    hidden_dim: int = 256
+    num_layers: int = 9
+    num_heads: int = 8
+    num_points: int = 4
+    ffn_dim: int = 2048
+    num_granularities: int = 6
+    class_dim: int = 512
+    text_dim: int = 512
+    click_size: float = 0.005
+
+
+@dataclass(frozen=True)
+class SemanticSamConfig:
+    """A whole `SemanticSam` model: backbone, pixel decoder, prompt decoder and pre-processing."""
+
+    backbone: SwinConfig = field(default_factory=SwinConfig)
+    pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    image_size: int = 1024
+    size_divisibility: int = 32
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SemanticSamConfig":
+        """Rebuilds a config from `to_dict` output, naming any unknown field."""
+        sections = {"backbone": SwinConfig, "pixel_decoder": PixelDecoderConfig, "decoder": DecoderConfig}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in sections:
+                kwargs[key] = _build_section(sections[key], value, key)
+            elif key in cls.__dataclass_fields__:
+                kwargs[key] = tuple(value) if isinstance(value, list) else value
+            else:
+                raise ValueError(f"unknown model config field {key!r}")
+        return cls(**kwargs)
+
+
+def _build_section(section_cls: type, values: dict[str, Any], name: str) -> Any:
+    unknown = set(values) - set(section_cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} in model config section {name!r}")
+    return section_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass
+class SemanticInfo:
+    """Whether a model's object/part heads were trained, and on which vocabularies."""
+
+    trained: bool = False
+    objects: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+
+
+TEXT_DIM_MINILM = 384
+
+MODEL_CONFIGS: dict[str, SemanticSamConfig] = {
+    "semsam_tiny": SemanticSamConfig(
+        backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16), window_size=7),
+        pixel_decoder=PixelDecoderConfig(
+            conv_dim=128, mask_dim=128, num_layers=2, num_heads=4, num_points=4, ffn_dim=512, num_groups=32
+        ),
+        decoder=DecoderConfig(
+            hidden_dim=128,
+            num_layers=4,
+            num_heads=4,
+            num_points=4,
+            ffn_dim=512,
+            class_dim=TEXT_DIM_MINILM,
+            text_dim=TEXT_DIM_MINILM,
+        ),
+        image_size=512,
+    ),
+    "semantic_sam_t": SemanticSamConfig(
+        backbone=SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
+    ),
+    "semantic_sam_l": SemanticSamConfig(
+        backbone=SwinConfig(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+    ),
+}
+
+DEFAULT_MODEL = "semsam_tiny"

@@ -1,0 +1,102 @@
+"""DINO-style decoder over prompt queries, with per-prompt attention and iterative box refinement."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from semsam.config import DecoderConfig
+from semsam.modeling.common import MLP, box_sine_embedding, inverse_sigmoid
+from semsam.modeling.ms_deform_attn import MSDeformAttn
+from semsam.modeling.pixel_decoder import NUM_LEVELS
+
+
+class DecoderLayer(nn.Module):
+    """Post-norm: self-attention -> norm2 -> deformable cross-attention -> norm1 -> FFN -> norm3."""
+
+    def __init__(self, *, config: DecoderConfig) -> None:
+        super().__init__()
+        dim = config.hidden_dim
+        self.cross_attn = MSDeformAttn(d_model=dim, num_levels=NUM_LEVELS, num_heads=config.num_heads,
+                                       num_points=config.num_points)
+        self.norm1 = nn.LayerNorm(dim)
+        self.self_attn = nn.MultiheadAttention(dim, config.num_heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.linear1 = nn.Linear(dim, config.ffn_dim)
+        self.linear2 = nn.Linear(config.ffn_dim, dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(
+        self,
+        tgt: Tensor,
+        query_pos: Tensor,
+        token_padding: Tensor,
+        reference_boxes: Tensor,
+        memory: Tensor,
+        spatial_shapes: list[tuple[int, int]],
+    ) -> Tensor:
+        """Updates the tokens of every prompt.
+
+        Args:
+            tgt, query_pos: [B, N, T, C]; each prompt's T tokens attend only to each other.
+            token_padding: [B, N, T], True for tokens that do not exist.
+            reference_boxes: [B, N, T, 4] (cx, cy, w, h) in [0, 1].
+            memory: [B, S, C] multi-scale features; spatial_shapes: (H, W) per level.
+
+        Returns:
+            [B, N, T, C].
+        """
+        batch, prompts, tokens, dim = tgt.shape
+        per_prompt = tgt.reshape(batch * prompts, tokens, dim)
+        q = (tgt + query_pos).reshape(batch * prompts, tokens, dim)
+        attended = self.self_attn(q, q, per_prompt, key_padding_mask=token_padding.reshape(batch * prompts, tokens),
+                                  need_weights=False)[0]
+        tgt = self.norm2(tgt + attended.view(batch, prompts, tokens, dim))
+        reference = reference_boxes.reshape(batch, -1, 1, 4).expand(-1, -1, NUM_LEVELS, -1)
+        crossed = self.cross_attn((tgt + query_pos).reshape(batch, -1, dim), reference, memory, spatial_shapes)
+        tgt = self.norm1(tgt + crossed.view(batch, prompts, tokens, dim))
+        return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
+
+
+class PromptDecoder(nn.Module):
+    """A stack of decoder layers; each layer refines the output tokens' anchor boxes."""
+
+    def __init__(self, *, config: DecoderConfig, bbox_embed: nn.ModuleList) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(config=config) for _ in range(config.num_layers))
+        self.ref_point_head = MLP(input_dim=2 * config.hidden_dim, hidden_dim=config.hidden_dim,
+                                  output_dim=config.hidden_dim, num_layers=2)
+        self.norm = nn.LayerNorm(config.hidden_dim)
+        self.bbox_embed = bbox_embed
+        self.num_outputs = config.num_granularities
+
+    def forward(
+        self,
+        tgt: Tensor,
+        reference_boxes: Tensor,
+        token_padding: Tensor,
+        memory: Tensor,
+        spatial_shapes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Runs every layer.
+
+        Args:
+            tgt: [B, N, T, C] content queries; the first `num_granularities` tokens of a prompt are its outputs.
+            reference_boxes: [B, N, T, 4] anchor boxes in [0, 1].
+
+        Returns:
+            Per layer: the normalised output tokens [B, N, K, C] and their refined boxes [B, N, K, 4].
+        """
+        k = self.num_outputs
+        hidden_states, boxes = [], []
+        for layer, bbox_embed in zip(self.layers, self.bbox_embed):
+            query_pos = self.ref_point_head(box_sine_embedding(reference_boxes, tgt.shape[-1] // 2))
+            tgt = layer(tgt, query_pos, token_padding, reference_boxes, memory, spatial_shapes)
+            outputs = tgt[:, :, :k]
+            refined = (bbox_embed(outputs) + inverse_sigmoid(reference_boxes[:, :, :k])).sigmoid()
+            hidden_states.append(self.norm(outputs))
+            boxes.append(refined)
+            # Only the output tokens move; the prompt tokens stay where the user put them.
+            reference_boxes = torch.cat([refined.detach(), reference_boxes[:, :, k:]], dim=2)
+        return hidden_states, boxes

@@ -1,0 +1,150 @@
+"""Turns prompts into granularity queries, decodes them, and predicts masks, IoU, boxes and class embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from semsam.config import DecoderConfig
+from semsam.modeling.common import MLP
+from semsam.modeling.pixel_decoder import PixelFeatures
+from semsam.modeling.prompt_decoder import PromptDecoder
+
+
+@dataclass
+class PromptBatch:
+    """Prompts for a batch of images, all coordinates normalised to [0, 1] of the padded model input.
+
+    Every prompt has one anchor (a box, or a click as a tiny box) shared by its K output queries; its other
+    clicks and its mask input become extra tokens that the output queries attend to.
+    """
+
+    anchors: Tensor  # [B, N, 4] (cx, cy, w, h)
+    anchor_is_box: Tensor  # [B, N] bool
+    points: Tensor  # [B, N, P, 2] (x, y) extra clicks; P may be 0
+    point_labels: Tensor  # [B, N, P] long: 1 positive, 0 negative, -1 padding
+    mask_inputs: Tensor | None = None  # [B, N, H/4, W/4] logits at the mask-feature resolution
+    mask_valid: Tensor | None = None  # [B, N] bool, which prompts have a mask input
+
+
+@dataclass
+class DecoderOutput:
+    """Predictions of the last decoder layer; `aux` holds the earlier layers' for deep supervision."""
+
+    mask_logits: Tensor  # [B, N, K, H/4, W/4]
+    iou_scores: Tensor  # [B, N, K]
+    boxes: Tensor  # [B, N, K, 4] (cx, cy, w, h) in [0, 1]
+    object_embeddings: Tensor  # [B, N, K, class_dim], L2-normalised
+    part_embeddings: Tensor  # [B, N, K, class_dim], L2-normalised
+    aux: list["DecoderOutput"] = field(default_factory=list)
+
+
+class PromptHead(nn.Module):
+    """The `sem_seg_head.predictor` of the official layout: embeddings, decoder and output heads."""
+
+    def __init__(self, *, config: DecoderConfig, mask_dim: int) -> None:
+        super().__init__()
+        dim = config.hidden_dim
+        if mask_dim != dim:
+            raise ValueError(f"mask_dim ({mask_dim}) must equal the decoder hidden_dim ({dim})")
+        self.num_granularities = config.num_granularities
+        self.click_size = config.click_size
+        self.label_enc = nn.Embedding(2, dim)
+        self.pb_embedding = nn.Embedding(2, dim)
+        self.mask_tokens = nn.Embedding(config.num_granularities, dim)
+        self._bbox_embed = MLP(input_dim=dim, hidden_dim=dim, output_dim=4, num_layers=3)
+        nn.init.zeros_(self._bbox_embed.layers[-1].weight)
+        nn.init.zeros_(self._bbox_embed.layers[-1].bias)
+        # One box MLP shared by every layer, reachable under the three names the released files use.
+        self.bbox_embed = nn.ModuleList([self._bbox_embed] * config.num_layers)
+        self.decoder = PromptDecoder(config=config, bbox_embed=self.bbox_embed)
+        self.decoder_norm = self.decoder.norm
+        self.mask_embed = MLP(input_dim=dim, hidden_dim=dim, output_dim=mask_dim, num_layers=3)
+        self.iou_prediction_head = MLP(input_dim=dim, hidden_dim=dim, output_dim=1, num_layers=3)
+        self.class_embed = nn.Parameter(torch.empty(dim, config.class_dim))
+        self.class_embed_part = nn.Parameter(torch.empty(dim, config.class_dim))
+        self.lang_mapper = nn.Parameter(torch.empty(config.text_dim, config.class_dim))
+        self.logit_scale = nn.Parameter(torch.ones(()))
+        for weight in (self.class_embed, self.class_embed_part, self.lang_mapper):
+            nn.init.trunc_normal_(weight, std=0.02)
+
+    def build_queries(self, prompts: PromptBatch, features: PixelFeatures) -> tuple[Tensor, Tensor, Tensor]:
+        """Content queries, anchor boxes and padding for every token of every prompt.
+
+        Returns:
+            tgt [B, N, T, C], boxes [B, N, T, 4], padding [B, N, T] with T = K + P (+ 1 with mask inputs).
+        """
+        batch, prompts_n = prompts.anchors.shape[:2]
+        k = self.num_granularities
+        base = self.label_enc.weight[0]
+        prompt_type = self.pb_embedding(prompts.anchor_is_box.long())
+        outputs = (base + prompt_type)[:, :, None] + self.mask_tokens.weight
+        output_boxes = prompts.anchors[:, :, None].expand(-1, -1, k, -1)
+        labels = prompts.point_labels
+        point_tokens = self.label_enc(labels.clamp(min=0)) + self.pb_embedding.weight[0]
+        click_wh = torch.full_like(prompts.points, self.click_size)
+        point_boxes = torch.cat([prompts.points, click_wh], dim=-1)
+        tgt = [outputs, point_tokens]
+        boxes = [output_boxes, point_boxes]
+        padding = [torch.zeros(batch, prompts_n, k, dtype=torch.bool, device=labels.device), labels < 0]
+        if prompts.mask_inputs is not None:
+            token, box = self._mask_token(prompts.mask_inputs, features.mask_features)
+            tgt.append((base + self.pb_embedding.weight[1] + token)[:, :, None])
+            boxes.append(box[:, :, None])
+            padding.append(~prompts.mask_valid[:, :, None])
+        return torch.cat(tgt, 2), torch.cat(boxes, 2), torch.cat(padding, 2)
+
+    @staticmethod
+    def _mask_token(mask_inputs: Tensor, mask_features: Tensor) -> tuple[Tensor, Tensor]:
+        """Pools mask features under a prompt's mask logits; its anchor is the mask's bounding box."""
+        if mask_inputs.shape[-2:] != mask_features.shape[-2:]:
+            mask_inputs = F.interpolate(mask_inputs, size=mask_features.shape[-2:], mode="bilinear", align_corners=False)
+        weights = mask_inputs.sigmoid()
+        pooled = torch.einsum("bnhw,bchw->bnc", weights, mask_features) / weights.sum((-2, -1))[..., None].clamp(min=1e-6)
+        height, width = mask_inputs.shape[-2:]
+        inside = mask_inputs > 0
+        ys = (torch.arange(height, device=inside.device, dtype=torch.float32) + 0.5) / height
+        xs = (torch.arange(width, device=inside.device, dtype=torch.float32) + 0.5) / width
+        rows, cols = inside.any(-1), inside.any(-2)
+        big = torch.tensor(2.0, device=inside.device)
+        x0 = torch.where(cols, xs, big).amin(-1)
+        x1 = torch.where(cols, xs, -big).amax(-1)
+        y0 = torch.where(rows, ys, big).amin(-1)
+        y1 = torch.where(rows, ys, -big).amax(-1)
+        empty = ~inside.flatten(-2).any(-1)
+        box = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0 + 1 / width, y1 - y0 + 1 / height], -1)
+        box = torch.where(empty[..., None], torch.tensor([0.5, 0.5, 1.0, 1.0], device=box.device), box)
+        return pooled, box.clamp(0, 1)
+
+    def forward(self, features: PixelFeatures, prompts: PromptBatch, *, with_aux: bool) -> DecoderOutput:
+        tgt, boxes, padding = self.build_queries(prompts, features)
+        hidden_states, layer_boxes = self.decoder(tgt, boxes, padding, features.memory, features.spatial_shapes)
+        layers = range(len(hidden_states)) if with_aux else [len(hidden_states) - 1]
+        predictions = [self._predict(hidden_states[i], layer_boxes[i], features.mask_features) for i in layers]
+        final = predictions[-1]
+        final.aux = predictions[:-1]
+        return final
+
+    def _predict(self, hidden: Tensor, boxes: Tensor, mask_features: Tensor) -> DecoderOutput:
+        # The released weights expect the decoder's LayerNorm applied twice (decoder_norm is decoder.norm).
+        hidden = self.decoder_norm(hidden)
+        mask_logits = torch.einsum("bnkc,bchw->bnkhw", self.mask_embed(hidden), mask_features)
+        return DecoderOutput(
+            mask_logits=mask_logits,
+            iou_scores=self.iou_prediction_head(hidden).squeeze(-1),
+            boxes=boxes,
+            object_embeddings=F.normalize(hidden @ self.class_embed, dim=-1),
+            part_embeddings=F.normalize(hidden @ self.class_embed_part, dim=-1),
+        )
+
+    def classify(self, embeddings: Tensor, text_embeddings: Tensor) -> Tensor:
+        """Cosine similarity times a learned scale between mask embeddings [..., D] and names [V, text_dim].
+
+        Returns:
+            Logits [..., V].
+        """
+        names = F.normalize(text_embeddings @ self.lang_mapper, dim=-1)
+        return self.logit_scale.exp() * embeddings @ names.T
