@@ -79,3 +79,27 @@ def _interleave_sin_cos(x: Tensor) -> Tensor:
 def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     x = x.clamp(min=0, max=1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def mask_logits_to_boxes(logits: Tensor) -> Tensor:
+    """Bounding boxes of `logits > 0` as (cx, cy, w, h) in [0, 1]; an empty mask gives the whole image.
+
+    Args:
+        logits: [..., H, W].
+
+    Returns:
+        [..., 4].
+    """
+    height, width = logits.shape[-2:]
+    inside = logits > 0
+    ys = (torch.arange(height, device=logits.device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=logits.device, dtype=torch.float32) + 0.5) / width
+    rows, cols = inside.any(-1), inside.any(-2)
+    x0 = torch.where(cols, xs, 2.0).amin(-1)
+    x1 = torch.where(cols, xs, -2.0).amax(-1)
+    y0 = torch.where(rows, ys, 2.0).amin(-1)
+    y1 = torch.where(rows, ys, -2.0).amax(-1)
+    boxes = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0 + 1 / width, y1 - y0 + 1 / height], -1)
+    whole = torch.tensor([0.5, 0.5, 1.0, 1.0], device=logits.device)
+    empty = ~inside.flatten(-2).any(-1)
+    return torch.where(empty[..., None], whole, boxes).clamp(0, 1)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semsam.config import DecoderConfig
-from semsam.modeling.common import MLP
+from semsam.modeling.common import MLP, mask_logits_to_boxes
 from semsam.modeling.pixel_decoder import PixelFeatures
 from semsam.modeling.prompt_decoder import PromptDecoder
 
@@ -100,24 +100,9 @@ class PromptHead(nn.Module):
     @staticmethod
     def _mask_token(mask_inputs: Tensor, mask_features: Tensor) -> tuple[Tensor, Tensor]:
         """Pools mask features under a prompt's mask logits; its anchor is the mask's bounding box."""
-        if mask_inputs.shape[-2:] != mask_features.shape[-2:]:
-            mask_inputs = F.interpolate(mask_inputs, size=mask_features.shape[-2:], mode="bilinear", align_corners=False)
         weights = mask_inputs.sigmoid()
         pooled = torch.einsum("bnhw,bchw->bnc", weights, mask_features) / weights.sum((-2, -1))[..., None].clamp(min=1e-6)
-        height, width = mask_inputs.shape[-2:]
-        inside = mask_inputs > 0
-        ys = (torch.arange(height, device=inside.device, dtype=torch.float32) + 0.5) / height
-        xs = (torch.arange(width, device=inside.device, dtype=torch.float32) + 0.5) / width
-        rows, cols = inside.any(-1), inside.any(-2)
-        big = torch.tensor(2.0, device=inside.device)
-        x0 = torch.where(cols, xs, big).amin(-1)
-        x1 = torch.where(cols, xs, -big).amax(-1)
-        y0 = torch.where(rows, ys, big).amin(-1)
-        y1 = torch.where(rows, ys, -big).amax(-1)
-        empty = ~inside.flatten(-2).any(-1)
-        box = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0 + 1 / width, y1 - y0 + 1 / height], -1)
-        box = torch.where(empty[..., None], torch.tensor([0.5, 0.5, 1.0, 1.0], device=box.device), box)
-        return pooled, box.clamp(0, 1)
+        return pooled, mask_logits_to_boxes(mask_inputs)
 
     def forward(self, features: PixelFeatures, prompts: PromptBatch, *, with_aux: bool) -> DecoderOutput:
         tgt, boxes, padding = self.build_queries(prompts, features)

@@ -1,0 +1,90 @@
+"""Reading images and bringing arrays of any common layout to HxWx3 uint8 RGB, or saying why not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Decompression-bomb guard: a 20000 x 20000 image is still accepted, larger ones are refused by PIL.
+Image.MAX_IMAGE_PIXELS = 400_000_000
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Reads an image file as HxWx3 uint8 RGB, applying its EXIF orientation.
+
+    Raises:
+        ValueError: the file is missing, not an image, corrupt or truncated, or empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"image file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"image path {path} is not a file")
+    try:
+        with Image.open(path) as handle:
+            handle.load()
+            image = ImageOps.exif_transpose(handle)
+    except UnidentifiedImageError as error:
+        raise ValueError(f"{path} is not an image file that can be read (PNG, JPEG, TIFF, BMP, WebP ...)") from error
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path} is corrupt, truncated or too large to decode: {error}") from error
+    return as_rgb_uint8(image)
+
+
+def as_rgb_uint8(image: np.ndarray | Image.Image) -> np.ndarray:
+    """Converts an image to a contiguous HxWx3 uint8 RGB array.
+
+    Accepted: HxW grey, HxWx1, HxWx3 RGB, HxWx4 RGBA (alpha dropped); uint8, uint16 (scaled by 1/257),
+    other integer types with values in 0..255, and floats in [0, 1]. PIL images of any mode.
+
+    Raises:
+        ValueError: naming the shape, dtype or value range that is not accepted.
+    """
+    if isinstance(image, Image.Image):
+        image = _pil_to_array(image)
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array or PIL image, got {type(image).__name__}")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape})")
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        image = image[..., :3] if image.shape[2] != 1 else image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxW, HxWx1, HxWx3 or HxWx4 image, got shape {image.shape}")
+    return np.ascontiguousarray(_to_uint8(image))
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        raise ValueError("got a boolean array: that is a mask, not an image")
+    if image.dtype == np.uint16:
+        return np.round(image / 257.0).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.integer):
+        low, high = int(image.min()), int(image.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"integer image of dtype {image.dtype} has values in [{low}, {high}]; expected 0..255")
+        return image.astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise ValueError("float image contains NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if low < 0 or high > 1:
+            raise ValueError(
+                f"float image has values in [{low:g}, {high:g}]; float images must be in [0, 1] "
+                "(divide 0..255 data by 255, or pass uint8)"
+            )
+        return np.round(image * 255.0).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {image.dtype}")
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image, dtype=np.uint16)
+    if image.mode in ("RGB", "L"):
+        return np.asarray(image)
+    return np.asarray(image.convert("RGB"))

@@ -1,0 +1,261 @@
+"""Interactive prediction: encode an image once, then answer clicks, boxes and mask prompts quickly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from semsam.image import as_rgb_uint8
+from semsam.modeling import PromptBatch, SemanticSam
+from semsam.modeling.common import mask_logits_to_boxes
+from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
+
+MAX_PROMPTS_PER_PASS = 64
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One independent prompt in pixel coordinates of the original image.
+
+    Args:
+        points: clicks as (x, y) pixel positions.
+        labels: 1 for a positive click, 0 for a negative one; all positive when omitted.
+        box: (x0, y0, x1, y1).
+        mask_input: low-resolution logits from an earlier `Prediction.logits[i]`, shape [h, w] or [1, h, w].
+    """
+
+    points: Sequence[Sequence[float]] | np.ndarray | None = None
+    labels: Sequence[int] | np.ndarray | None = None
+    box: Sequence[float] | np.ndarray | None = None
+    mask_input: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class MaskLabel:
+    """Best object and part name for one mask, with their softmax probabilities."""
+
+    object: str
+    object_score: float
+    part: str
+    part_score: float
+
+
+@dataclass
+class Prediction:
+    """K masks for one prompt, ordered finest -> coarsest by area."""
+
+    masks: np.ndarray  # bool [K, H, W]
+    scores: np.ndarray  # float32 [K], predicted IoU
+    logits: np.ndarray  # float32 [K, h, w], accepted back as a mask input
+    boxes: np.ndarray  # float32 [K, 4], x0, y0, x1, y1 of each mask in pixels
+    labels: list[MaskLabel] | None  # None when the model's classification heads were never trained
+
+
+class Predictor:
+    """Wraps a model for repeated prompting on one image at a time.
+
+    Args:
+        model: a `SemanticSam`, e.g. from `semsam.load_model()`.
+        objects, parts: vocabularies to label masks with; default: what the heads were trained on, else a
+            generic list. Ignored (labels are None) when the heads were never trained.
+    """
+
+    def __init__(
+        self, model: SemanticSam, *, objects: str | Sequence[str] | None = None, parts: str | Sequence[str] | None = None
+    ) -> None:
+        self.model = model.eval()
+        self._text_encoder = TextEncoder()
+        self._vocabulary: tuple[list[str], list[str]] | None = None
+        self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._features = None
+        self._original_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+        if self.labels_available:
+            self.set_vocabulary(objects=objects, parts=parts)
+
+    @property
+    def labels_available(self) -> bool:
+        """Whether masks get labels: only when the model's classification heads were trained."""
+        return self.model.semantic.trained
+
+    def set_vocabulary(self, *, objects: str | Sequence[str] | None, parts: str | Sequence[str] | None) -> None:
+        """Sets the object and part names that masks are labelled with (embedded once, cached on disk)."""
+        semantic = self.model.semantic
+        object_names = parse_vocabulary(objects if objects is not None else (semantic.objects or DEFAULT_OBJECTS))
+        part_names = parse_vocabulary(parts if parts is not None else (semantic.parts or DEFAULT_PARTS))
+        self._vocabulary = (object_names, part_names)
+        self._text_embeddings = None
+
+    @torch.inference_mode()
+    def set_image(self, image: np.ndarray | Image.Image) -> None:
+        """Encodes an image (HxWx3 uint8 RGB; grey, RGBA, 16-bit and [0, 1] float are converted)."""
+        rgb = as_rgb_uint8(image)
+        height, width = rgb.shape[:2]
+        scale = self.model.config.image_size / max(height, width)
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        tensor = torch.tensor(rgb).permute(2, 0, 1)[None].float()
+        tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+        self._features = self.model.encode_image(self.model.preprocess(tensor.to(self.model.device)))
+        self._original_size, self._input_size = (height, width), (new_h, new_w)
+
+    def predict(
+        self,
+        points: Sequence[Sequence[float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[float] | np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+    ) -> Prediction:
+        """K masks for one prompt: clicks, a box, a mask input, or any combination."""
+        return self.predict_batch([Prompt(points=points, labels=labels, box=box, mask_input=mask_input)])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, prompts: Sequence[Prompt]) -> list[Prediction]:
+        """Answers many independent prompts on the current image; each result is as if asked alone."""
+        if self._features is None:
+            raise RuntimeError("call set_image(image) before predicting")
+        if len(prompts) == 0:
+            raise ValueError("predict_batch needs at least one prompt")
+        results: list[Prediction] = []
+        for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
+            chunk = prompts[start : start + MAX_PROMPTS_PER_PASS]
+            results.extend(self._predict_chunk([self._validate(p) for p in chunk]))
+        return results
+
+    def _validate(self, prompt: Prompt) -> Prompt:
+        height, width = self._original_size
+        points = np.zeros((0, 2), np.float32) if prompt.points is None else np.asarray(prompt.points, np.float32)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"points must have shape [P, 2] as (x, y) pairs, got shape {points.shape}")
+        labels = np.ones(len(points), np.int64) if prompt.labels is None else np.asarray(prompt.labels)
+        if labels.shape != (len(points),):
+            raise ValueError(f"labels must have one entry per point ({len(points)}), got shape {labels.shape}")
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {labels.tolist()}")
+        if not np.isfinite(points).all():
+            raise ValueError("points contain NaN or infinite coordinates")
+        outside = (points[:, 0] < 0) | (points[:, 0] >= width) | (points[:, 1] < 0) | (points[:, 1] >= height)
+        if outside.any():
+            raise ValueError(f"point(s) {points[outside].tolist()} lie outside the {width}x{height} image (x, y)")
+        box = None if prompt.box is None else np.asarray(prompt.box, np.float32)
+        if box is not None:
+            if box.shape != (4,) or not np.isfinite(box).all():
+                raise ValueError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {prompt.box!r}")
+            x0, y0, x1, y1 = box.tolist()
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                raise ValueError(f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}")
+        mask = None if prompt.mask_input is None else np.asarray(prompt.mask_input, np.float32)
+        expected = tuple(self._features.mask_features.shape[-2:])
+        if mask is not None:
+            mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
+            if mask.shape != expected:
+                raise ValueError(f"mask_input must be one mask of this image's logits, shape {expected}; got {mask.shape}")
+        if box is None and mask is None and not (labels == 1).any():
+            raise ValueError("empty prompt: give at least one positive point, a box or a mask input")
+        return Prompt(points=points, labels=labels, box=box, mask_input=mask)
+
+    def _predict_chunk(self, prompts: list[Prompt]) -> list[Prediction]:
+        batch = self._prompt_batch(prompts)
+        output = self.model.decode(self._features, batch)
+        objects = parts = None
+        if self.labels_available:
+            object_text, part_text = self._embeddings()
+            head = self.model.sem_seg_head.predictor
+            objects = head.classify(output.object_embeddings[0], object_text).softmax(-1)
+            parts = head.classify(output.part_embeddings[0], part_text).softmax(-1)
+        return [
+            self._postprocess(output.mask_logits[0, i], output.iou_scores[0, i],
+                              None if objects is None else (objects[i], parts[i]))
+            for i in range(len(prompts))
+        ]
+
+    def _prompt_batch(self, prompts: list[Prompt]) -> PromptBatch:
+        device = self.model.device
+        padded_h, padded_w = (4 * s for s in self._features.mask_features.shape[-2:])
+        (input_h, input_w), (height, width) = self._input_size, self._original_size
+        to_unit = np.array([input_w / width / padded_w, input_h / height / padded_h], np.float32)
+        click = self.model.sem_seg_head.predictor.click_size
+        anchors, is_box, extra = [], [], []
+        for prompt in prompts:
+            points, labels = prompt.points, prompt.labels
+            if prompt.box is not None:
+                (x0, y0), (x1, y1) = prompt.box[:2] * to_unit, prompt.box[2:] * to_unit
+                anchors.append([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])
+                is_box.append(True)
+            elif (labels == 1).any():
+                first = int(np.argmax(labels == 1))
+                cx, cy = (points[first] + 0.5) * to_unit
+                anchors.append([cx, cy, click, click])
+                is_box.append(False)
+                keep = np.arange(len(points)) != first
+                points, labels = points[keep], labels[keep]
+            else:
+                mask = torch.from_numpy(prompt.mask_input)
+                anchors.append(mask_logits_to_boxes(mask).tolist())
+                is_box.append(True)
+            extra.append(((points + 0.5) * to_unit, labels))
+        count = max(len(p) for p, _ in extra)
+        points = torch.zeros(1, len(prompts), count, 2)
+        point_labels = torch.full((1, len(prompts), count), -1, dtype=torch.long)
+        for i, (p, lab) in enumerate(extra):
+            points[0, i, : len(p)] = torch.from_numpy(p)
+            point_labels[0, i, : len(lab)] = torch.from_numpy(lab)
+        masks = [p.mask_input for p in prompts]
+        mask_inputs = mask_valid = None
+        if any(m is not None for m in masks):
+            shape = self._features.mask_features.shape[-2:]
+            mask_inputs = torch.stack([torch.zeros(shape) if m is None else torch.from_numpy(m) for m in masks])[None]
+            mask_valid = torch.tensor([[m is not None for m in masks]])
+        return PromptBatch(
+            anchors=torch.tensor([anchors], dtype=torch.float32, device=device),
+            anchor_is_box=torch.tensor([is_box], device=device),
+            points=points.to(device),
+            point_labels=point_labels.to(device),
+            mask_inputs=None if mask_inputs is None else mask_inputs.to(device),
+            mask_valid=None if mask_valid is None else mask_valid.to(device),
+        )
+
+    def _postprocess(
+        self, logits: torch.Tensor, scores: torch.Tensor, probabilities: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> Prediction:
+        input_h, input_w = self._input_size
+        padded = tuple(4 * s for s in logits.shape[-2:])
+        upsampled = F.interpolate(logits[None], size=padded, mode="bilinear", align_corners=False)
+        upsampled = upsampled[..., :input_h, :input_w]
+        masks = F.interpolate(upsampled, size=self._original_size, mode="bilinear", align_corners=False)[0] > 0
+        order = torch.argsort(masks.flatten(1).sum(1), stable=True)
+        masks, logits, scores = masks[order], logits[order], scores[order]
+        labels = None
+        if probabilities is not None:
+            vocabulary = self._vocabulary
+            labels = []
+            for k in order.tolist():
+                object_p, object_i = probabilities[0][k].max(-1)
+                part_p, part_i = probabilities[1][k].max(-1)
+                labels.append(MaskLabel(object=vocabulary[0][object_i], object_score=float(object_p),
+                                        part=vocabulary[1][part_i], part_score=float(part_p)))
+        masks_np = masks.cpu().numpy()
+        return Prediction(masks=masks_np, scores=scores.float().cpu().numpy(), logits=logits.float().cpu().numpy(),
+                          boxes=_mask_boxes(masks_np), labels=labels)
+
+    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._text_embeddings is None:
+            objects, parts = self._vocabulary
+            device = self.model.device
+            self._text_embeddings = (self._text_encoder.encode(objects).to(device),
+                                     self._text_encoder.encode(parts).to(device))
+        return self._text_embeddings
+
+
+def _mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """x0, y0, x1, y1 (exclusive ends) of each mask; zeros for an empty mask."""
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, mask in enumerate(masks):
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if len(rows):
+            boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return boxes
