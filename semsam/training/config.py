@@ -1,0 +1,104 @@
+"""Training run configuration: a TOML file read into small dataclasses."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One training or validation source and its sampling weight."""
+
+    kind: str
+    root: str
+    split: str = "train"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; paths are relative to the config file."""
+
+    model: str = "semsam_tiny"
+    output_dir: str = "runs/default"
+    init_checkpoint: str | None = None
+    datasets: tuple[DatasetSpec, ...] = ()
+    validation: DatasetSpec | None = None
+    validation_images: int = 20
+    steps: int = 10000
+    batch_size: int = 2
+    prompts_per_image: int = 16
+    image_size: int | None = None
+    lr: float = 2e-4
+    backbone_lr_scale: float = 1.0
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    mask_prompt_prob: float = 0.25
+    num_points: int = 3136
+    checkpoint_every: int = 200
+    validate_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    num_threads: int = 0
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Reads a TOML training config, resolving relative paths against the file's folder.
+
+    Raises:
+        ValueError: unreadable TOML, unknown keys, or a config without datasets.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"training config {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"training config {path} is not valid TOML: {error}") from error
+    base = path.resolve().parent
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) in {path}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    values: dict[str, Any] = dict(raw)
+    values["datasets"] = tuple(_dataset(item, base, path) for item in raw.get("datasets", []))
+    if not values["datasets"]:
+        raise ValueError(f"{path} lists no [[datasets]] to train on")
+    if "validation" in raw:
+        values["validation"] = _dataset(raw["validation"], base, path)
+    for key in ("output_dir", "init_checkpoint"):
+        if values.get(key):
+            values[key] = str(base / values[key])
+    return TrainConfig(**values)
+
+
+def _dataset(item: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
+    known = {f.name for f in fields(DatasetSpec)}
+    unknown = sorted(set(item) - known)
+    if unknown or "kind" not in item or "root" not in item:
+        raise ValueError(f"dataset entry {item} in {path} needs 'kind' and 'root' (known keys: {', '.join(sorted(known))})")
+    return DatasetSpec(**{**item, "root": str(base / item["root"])})
+
+
+def as_dict(config: TrainConfig) -> dict[str, Any]:
+    """A JSON-serialisable view, stored with checkpoints so a resumed run can check it is the same run."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name == "datasets":
+            value = [vars(d) for d in value]
+        elif f.name == "validation" and value is not None:
+            value = vars(value)
+        out[f.name] = value
+    return out
+
+

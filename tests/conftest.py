@@ -1,0 +1,29 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from semsam import MODEL_CONFIGS, SemanticSam
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """The tiny default architecture at a small input size, so tests run fast on 2 cores."""
+    return replace(MODEL_CONFIGS["semsam_tiny"], image_size=128)
+
+
+@pytest.fixture(scope="session")
+def small_model(small_config):
+    torch.manual_seed(0)
+    return SemanticSam(config=small_config).eval()
+
+
+@pytest.fixture(scope="session")
+def scene():
+    """A 96x128 image with a square inside a larger rectangle on a noisy background."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 40, size=(96, 128, 3), dtype=np.uint8)
+    image[20:80, 30:110] = (200, 60, 60)
+    image[35:60, 50:80] = (40, 200, 40)
+    return image
