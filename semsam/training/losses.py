@@ -1,0 +1,188 @@
+"""Many-to-many multi-choice loss: per-prompt matching, then mask, IoU, box and class losses on matched pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from semsam.data.prompts import PromptTargets
+from semsam.modeling.prompt_head import DecoderOutput
+from semsam.training.box_ops import cxcywh_to_xyxy, generalized_iou
+from semsam.training.matching import HungarianMatcher, MatchCosts, MatchIndices
+from semsam.training.point_sampling import sample_logits, uncertain_points
+
+Classifier = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms in the total."""
+
+    bce: float = 5.0
+    dice: float = 5.0
+    box_l1: float = 5.0
+    giou: float = 2.0
+    iou: float = 1.0
+    object_class: float = 4.0
+    part_class: float = 4.0
+
+
+class MultiChoiceLoss(nn.Module):
+    """Matches each prompt's K outputs to its targets and supervises matched pairs, on every decoder layer.
+
+    All terms are sums over matched pairs divided by the number of matched pairs (class terms: by the number of
+    matched pairs with a label). Unmatched outputs get no loss.
+    """
+
+    def __init__(
+        self,
+        *,
+        weights: LossWeights = LossWeights(),
+        num_points: int = 12544,
+        oversample_ratio: float = 3.0,
+        importance_sample_ratio: float = 0.75,
+        match_costs: MatchCosts = MatchCosts(),
+    ) -> None:
+        """Args:
+        weights: loss weights in the total.
+        num_points: points sampled per matched mask, for matching and for the mask losses.
+        oversample_ratio: random candidates per point when looking for uncertain points.
+        importance_sample_ratio: share of points taken where the prediction is least certain.
+        match_costs: weights of the matching costs.
+        """
+        super().__init__()
+        if oversample_ratio < 1 or not 0 <= importance_sample_ratio <= 1:
+            raise ValueError(
+                f"need oversample_ratio >= 1 and importance_sample_ratio in [0, 1], got {oversample_ratio} "
+                f"and {importance_sample_ratio}"
+            )
+        self.weights = weights
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.matcher = HungarianMatcher(costs=match_costs, num_points=num_points)
+
+    def forward(
+        self,
+        outputs: DecoderOutput,
+        targets: PromptTargets,
+        *,
+        classifier: Classifier | None = None,
+        object_text: Tensor | None = None,
+        part_text: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Computes the loss of the last layer and of every layer in `outputs.aux`, each with its own matching.
+
+        Args:
+            outputs: the model's predictions (with aux layers for deep supervision).
+            targets: the prompts' ground truth.
+            classifier: `model.sem_seg_head.predictor.classify`; needed with object_text or part_text.
+            object_text, part_text: [V, text_dim] vocabulary embeddings; a class loss is added when given and
+                the targets carry class ids of that kind.
+
+        Returns:
+            The last layer's unweighted terms ("bce", "dice", "iou", "box_l1", "giou", and "object_class" /
+            "part_class" when computed), "aux" (the weighted sum over aux layers) and "total".
+        """
+        if (object_text is not None or part_text is not None) and classifier is None:
+            raise ValueError("object_text/part_text need classifier=model.sem_seg_head.predictor.classify")
+        low_res_truth = _downsample_masks(targets.gt_masks, outputs.mask_logits.shape[-2:])
+        texts = {"object_class": (object_text, targets.object_classes, "object_embeddings"),
+                 "part_class": (part_text, targets.part_classes, "part_embeddings")}
+        aux = torch.zeros((), device=outputs.mask_logits.device)
+        for layer in outputs.aux:
+            aux = aux + self._weighted(self._layer_terms(layer, targets, low_res_truth, classifier, texts))
+        terms = self._layer_terms(outputs, targets, low_res_truth, classifier, texts)
+        return {**terms, "aux": aux, "total": self._weighted(terms) + aux}
+
+    def _weighted(self, terms: dict[str, Tensor]) -> Tensor:
+        return sum(getattr(self.weights, name) * value for name, value in terms.items())
+
+    def _layer_terms(
+        self,
+        outputs: DecoderOutput,
+        targets: PromptTargets,
+        low_res_truth: Tensor,
+        classifier: Classifier | None,
+        texts: dict[str, tuple[Tensor | None, Tensor | None, str]],
+    ) -> dict[str, Tensor]:
+        matches = self.matcher(outputs, targets)
+        if len(matches) == 0:
+            # Keeps every output in the graph so backward works on batches without targets.
+            zero = sum(t.sum() for t in (outputs.mask_logits, outputs.iou_scores, outputs.boxes)) * 0.0
+            return {name: zero for name in ("bce", "dice", "iou", "box_l1", "giou")}
+        logits = outputs.mask_logits.flatten(0, 1)[matches.prompt, matches.pred]
+        terms = self._mask_terms(logits, targets, matches)
+        terms["iou"] = self._iou_term(logits, outputs, targets, matches, low_res_truth)
+        terms.update(self._box_terms(outputs, targets, matches))
+        for name, (text, classes, attribute) in texts.items():
+            if text is not None and classes is not None:
+                embeddings = getattr(outputs, attribute).flatten(0, 1)[matches.prompt, matches.pred]
+                labels = classes.flatten(0, 1)[matches.prompt, matches.target]
+                terms[name] = _class_term(classifier, embeddings, labels, text)
+        return terms
+
+    def _mask_terms(self, logits: Tensor, targets: PromptTargets, matches: MatchIndices) -> dict[str, Tensor]:
+        points = uncertain_points(
+            logits,
+            num_points=self.num_points,
+            oversample_ratio=self.oversample_ratio,
+            importance_sample_ratio=self.importance_sample_ratio,
+        )
+        pred = sample_logits(logits[:, None], points)[:, 0]
+        truth = targets.sample_masks(matches.prompt, matches.target[:, None], points)[:, 0].to(pred.dtype)
+        bce = F.binary_cross_entropy_with_logits(pred, truth, reduction="none").mean(1)
+        prob = pred.sigmoid()
+        dice = 1 - (2 * (prob * truth).sum(1) + 1) / (prob.sum(1) + truth.sum(1) + 1)
+        return {"bce": bce.sum() / len(matches), "dice": dice.sum() / len(matches)}
+
+    @staticmethod
+    def _iou_term(
+        logits: Tensor, outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices, low_res_truth: Tensor
+    ) -> Tensor:
+        """MSE between the predicted IoU and the true IoU of the thresholded mask, detached as a fixed target."""
+        with torch.no_grad():
+            image_index = torch.div(matches.prompt, targets.indices.shape[1], rounding_mode="floor")
+            mask_index = targets.indices.flatten(0, 1)[matches.prompt, matches.target]
+            truth = low_res_truth[image_index, mask_index]
+            predicted = logits > 0
+            intersection = (predicted & truth).flatten(1).sum(1)
+            union = (predicted | truth).flatten(1).sum(1)
+            true_iou = intersection / union.clamp(min=1)
+        scores = outputs.iou_scores.flatten(0, 1)[matches.prompt, matches.pred]
+        return F.mse_loss(scores, true_iou.to(scores.dtype), reduction="sum") / len(matches)
+
+    @staticmethod
+    def _box_terms(outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices) -> dict[str, Tensor]:
+        pred = outputs.boxes.flatten(0, 1)[matches.prompt, matches.pred]
+        truth = targets.boxes.flatten(0, 1)[matches.prompt, matches.target].to(pred.dtype)
+        giou = generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(truth))
+        return {"box_l1": (pred - truth).abs().sum() / len(matches), "giou": (1 - giou).sum() / len(matches)}
+
+
+def _class_term(classifier: Classifier, embeddings: Tensor, labels: Tensor, text: Tensor) -> Tensor:
+    """Cross-entropy over the vocabulary on the matched pairs that have a label."""
+    labelled = labels >= 0
+    if labels.numel() and int(labels.max()) >= text.shape[0]:
+        raise ValueError(f"a class id ({int(labels.max())}) is outside the {text.shape[0]}-name vocabulary")
+    logits = classifier(embeddings[labelled], text)
+    if not labelled.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, labels[labelled], reduction="sum") / int(labelled.sum())
+
+
+def _downsample_masks(masks: Tensor, size: torch.Size) -> Tensor:
+    """Area-averages [B, M, H, W] bool masks to the prediction size and thresholds at one half."""
+    height, width = masks.shape[-2:]
+    factor_h, factor_w = height // size[0], width // size[1]
+    if factor_h * size[0] != height or factor_w * size[1] != width:
+        raise ValueError(
+            f"ground-truth masks ({height}x{width}) are not a whole multiple of the predicted masks "
+            f"({size[0]}x{size[1]}); targets must be built for the same padded input as the predictions"
+        )
+    blocks = masks.view(torch.uint8).view(*masks.shape[:2], size[0], factor_h, size[1], factor_w)
+    return blocks.sum((3, 5), dtype=torch.int32) * 2 > factor_h * factor_w
