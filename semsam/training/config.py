@@ -37,6 +37,8 @@ class TrainConfig:
     batch_size: int = 2
     prompts_per_image: int = 16
     image_size: int | None = None
+    flip: bool = True
+    scale_range: tuple[float, float] | None = (0.6, 1.4)
     lr: float = 2e-4
     backbone_lr_scale: float = 1.0
     weight_decay: float = 0.05
@@ -70,6 +72,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown key(s) in {path}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
     values: dict[str, Any] = dict(raw)
+    if "scale_range" in raw:
+        values["scale_range"] = tuple(raw["scale_range"]) if raw["scale_range"] else None
     values["datasets"] = tuple(_dataset(item, base, path) for item in raw.get("datasets", []))
     if not values["datasets"]:
         raise ValueError(f"{path} lists no [[datasets]] to train on")

@@ -38,6 +38,7 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         self.output = Path(config.output_dir)
         self.output.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
         self.model = build_model(config.model)
         if config.init_checkpoint:
             tensors, _, _ = read_checkpoint(config.init_checkpoint)
@@ -155,7 +156,8 @@ class Trainer:
         records = [self._sample(rng) for _ in range(self.config.batch_size)]
         images, prompts, targets = prepare_batch(
             records, image_size=self.image_size, size_divisibility=self.model.config.size_divisibility,
-            prompts_per_image=self.config.prompts_per_image, rng=rng,
+            prompts_per_image=self.config.prompts_per_image, rng=rng, flip=self.config.flip,
+            scale_range=self.config.scale_range, pad_value=self.model.config.pixel_mean,
         )
         features = self.model.encode_image(self.model.preprocess(images))
         if rng.random() < self.config.mask_prompt_prob:
@@ -168,7 +170,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return {name: float(value) for name, value in losses.items()}
+        return {name: float(value.detach()) for name, value in losses.items()}
 
     def _with_mask_prompts(self, features: Any, prompts: PromptBatch) -> PromptBatch:
         """Feeds each prompt's highest-scored earlier prediction back as a mask input, as a user would."""
