@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from semsam.data.records import SegmentationRecord
+from semsam.data.records import SegmentationDataset
 from semsam.predictor import Predictor
 
 MIN_AREA_FRACTION = 0.005
@@ -46,13 +45,14 @@ def mask_ious(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def evaluate_clicks(
-    predictor: Predictor, records: Sequence[SegmentationRecord], *, progress: bool = True
+    predictor: Predictor, dataset: SegmentationDataset, *, max_images: int | None = None, progress: bool = True
 ) -> ClickMetrics:
     """Clicks the interior-most pixel of every segment covering >= 0.5% of its image.
 
     Args:
         predictor: wraps the model under test.
-        records: images with their (near-duplicate-merged) human segments.
+        dataset: images with their (near-duplicate-merged) human segments, read one at a time.
+        max_images: evaluate only the first N images.
         progress: show a progress bar.
 
     Returns:
@@ -61,7 +61,9 @@ def evaluate_clicks(
     best, top1, coverage = [], [], []
     images = 0
     encode_seconds, decode_seconds = 0.0, 0.0
-    for record in tqdm(records, desc="evaluating", unit="image", disable=not progress):
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    for index in tqdm(range(count), desc="evaluating", unit="image", disable=not progress):
+        record = dataset[index]
         masks = record.masks
         areas = masks.reshape(len(masks), -1).sum(1)
         targets = np.flatnonzero(areas >= MIN_AREA_FRACTION * masks[0].size)

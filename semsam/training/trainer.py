@@ -188,9 +188,8 @@ class Trainer:
     def validate(self, bar: tqdm) -> None:
         """1-click metrics on the first `validation_images` validation images; keeps the best model."""
         self.model.eval()
-        count = min(self.config.validation_images, len(self.validation))
-        records = [self.validation[i] for i in range(count)]
-        metrics = evaluate_clicks(Predictor(self.model), records, progress=False)
+        metrics = evaluate_clicks(Predictor(self.model), self.validation, max_images=self.config.validation_images,
+                                  progress=False)
         self.model.train()
         self._log({"step": self.step, "validation": vars(metrics)})
         bar.write(f"step {self.step}: val miou_best {metrics.miou_best:.3f} top1 {metrics.miou_top1:.3f} "
