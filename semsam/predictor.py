@@ -75,8 +75,7 @@ class Predictor:
         self._features = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
-        if self.labels_available:
-            self.set_vocabulary(objects=objects, parts=parts)
+        self.set_vocabulary(objects=objects, parts=parts)
 
     @property
     def labels_available(self) -> bool:
@@ -84,7 +83,7 @@ class Predictor:
         return self.model.semantic.trained
 
     def set_vocabulary(self, *, objects: str | Sequence[str] | None, parts: str | Sequence[str] | None) -> None:
-        """Sets the object and part names that masks are labelled with (embedded once, cached on disk)."""
+        """Sets the object and part names that masks are labelled with (embedded when first used, cached on disk)."""
         semantic = self.model.semantic
         object_names = parse_vocabulary(objects if objects is not None else (semantic.objects or DEFAULT_OBJECTS))
         part_names = parse_vocabulary(parts if parts is not None else (semantic.parts or DEFAULT_PARTS))

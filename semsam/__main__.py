@@ -1,0 +1,5 @@
+import sys
+
+from semsam.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The `semsam` command: one sub-command per module in `COMMANDS`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from semsam.checkpoint import CheckpointError
+from semsam.cli import evaluate, segment, train
+
+COMMANDS = (segment, train, evaluate)
+
+DESCRIPTION = """semsam: segment and recognise anything at any granularity.
+
+One click gives six masks, from the finest part to the whole object, each with a predicted IoU
+(and object/part labels when the model's classification heads were trained).
+
+examples:
+  semsam segment semsam/assets/example.jpg --point 170,385
+  semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
+  semsam train configs/bsds500_tiny.toml
+  semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
+
+Run `semsam COMMAND --help` for the options of each command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semsam", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; errors in the input are printed as one line and give exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, CheckpointError, FileNotFoundError) as error:
+        print(f"semsam: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

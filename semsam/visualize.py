@@ -1,0 +1,187 @@
+"""Pictures of multi-granularity predictions: one captioned panel per granularity level."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    from semsam.predictor import MaskLabel
+
+Colour = tuple[int, int, int]
+
+# Green and red are left out so mask colours never look like the positive/negative prompt dots.
+LEVEL_COLOURS: tuple[Colour, ...] = (
+    (30, 144, 255),
+    (255, 140, 0),
+    (218, 68, 200),
+    (0, 200, 210),
+    (245, 205, 0),
+    (150, 90, 235),
+)
+POSITIVE: Colour = (40, 220, 60)
+NEGATIVE: Colour = (235, 40, 40)
+BOX: Colour = (40, 220, 60)
+BACKGROUND: Colour = (24, 24, 24)
+TEXT: Colour = (240, 240, 240)
+GUTTER = 6
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray, colour: Colour, *, alpha: float = 0.5, outline: int = 2) -> np.ndarray:
+    """Blends one mask into an image in a solid colour and traces its boundary.
+
+    Args:
+        image: HxWx3 uint8 RGB.
+        mask: HxW boolean.
+        colour: RGB fill and outline colour.
+        alpha: opacity of the fill.
+        outline: boundary thickness in pixels; 0 draws none.
+
+    Returns:
+        A new HxWx3 uint8 image.
+    """
+    _check_image(image)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match image size {image.shape[:2]}")
+    out = image.astype(np.float32)
+    out[mask] = out[mask] * (1.0 - alpha) + np.asarray(colour, dtype=np.float32) * alpha
+    if outline > 0:
+        out[_boundary(mask, outline)] = colour
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def granularity_panels(
+    image: np.ndarray,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    labels: Sequence[MaskLabel] | None,
+    *,
+    points: Sequence[tuple[float, float]] | None = None,
+    point_labels: Sequence[int] | None = None,
+    box: Sequence[float] | None = None,
+    panel_size: int = 512,
+) -> Image.Image:
+    """Draws every granularity level side by side (two rows when there are more than three).
+
+    Args:
+        image: HxWx3 uint8 RGB.
+        masks: [K, H, W] boolean, finest first.
+        scores: [K] predicted IoU.
+        labels: K object/part labels, or None when the model has no trained classification heads.
+        points: prompt points (x, y) in image pixels.
+        point_labels: 1 (positive) or 0 (negative) per point; all positive when omitted.
+        box: prompt box (x0, y0, x1, y1) in image pixels.
+        panel_size: length in pixels of each panel's longer side.
+
+    Returns:
+        The RGB figure.
+    """
+    _check_image(image)
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+        raise ValueError(f"masks must be [K, H, W] with H, W = {image.shape[:2]}, got shape {masks.shape}")
+    count = masks.shape[0]
+    if count == 0:
+        raise ValueError("granularity_panels needs at least one mask")
+    if len(scores) != count or (labels is not None and len(labels) != count):
+        raise ValueError(f"got {count} masks but {len(scores)} scores and {len(labels or [])} labels; pass one per mask")
+    points = list(points or [])
+    point_labels = [1] * len(points) if point_labels is None else list(point_labels)
+    if len(point_labels) != len(points):
+        raise ValueError(f"got {len(points)} points but {len(point_labels)} point labels; pass one label per point")
+
+    scale = panel_size / max(image.shape[:2])
+    width, height = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    base = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+    font = ImageFont.load_default(size=max(12, panel_size // 30))
+    columns = count if count <= 3 else math.ceil(count / 2)
+    rows = math.ceil(count / columns)
+    caption = _caption_height(font)
+    figure = Image.new("RGB", (columns * width + (columns + 1) * GUTTER, rows * (height + caption + GUTTER) + GUTTER), BACKGROUND)
+    for level in range(count):
+        colour = LEVEL_COLOURS[level % len(LEVEL_COLOURS)]
+        small = np.asarray(Image.fromarray(masks[level]).resize((width, height), Image.Resampling.NEAREST))
+        panel = Image.fromarray(mask_overlay(base, small, colour, alpha=0.5, outline=max(1, panel_size // 200)))
+        _draw_prompts(panel, points, point_labels, box, scale)
+        lines = [_level_title(level, count, float(scores[level])), _label_text(labels[level]) if labels is not None else ""]
+        row, column = divmod(level, columns)
+        x, y = GUTTER + column * (width + GUTTER), GUTTER + row * (height + caption + GUTTER)
+        figure.paste(panel, (x, y))
+        _draw_caption(ImageDraw.Draw(figure), (x, y + height), width, lines, colour, font)
+    return figure
+
+
+def _level_title(level: int, count: int, score: float) -> str:
+    name = "finest" if level == 0 else "coarsest" if level == count - 1 else ""
+    title = f"level {level + 1}" + (f" ({name})" if name else "")
+    return f"{title} · IoU {score:.2f}"
+
+
+def _label_text(label: MaskLabel) -> str:
+    return f"object: {label.object} {label.object_score:.2f} / part: {label.part} {label.part_score:.2f}"
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {described}; use semsam.image.read_image")
+
+
+def _boundary(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """Pixels of the mask within `thickness` of its edge (the image border counts as outside)."""
+    inner = mask.copy()
+    for _ in range(thickness):
+        padded = np.pad(inner, 1, constant_values=False)
+        inner = inner & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~inner
+
+
+def _draw_prompts(
+    panel: Image.Image, points: list[tuple[float, float]], point_labels: list[int], box: Sequence[float] | None, scale: float
+) -> None:
+    draw = ImageDraw.Draw(panel)
+    line = max(2, round(max(panel.size) / 170))
+    if box is not None:
+        x0, y0, x1, y1 = (float(v) * scale for v in box)
+        draw.rectangle((x0, y0, x1, y1), outline=(0, 0, 0), width=line + 2)
+        draw.rectangle((x0, y0, x1, y1), outline=BOX, width=line)
+    radius = max(4, round(max(panel.size) / 70))
+    for (x, y), positive in zip(points, point_labels):
+        x, y = x * scale, y * scale
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=POSITIVE if positive else NEGATIVE, outline=(255, 255, 255), width=max(1, line - 1))
+
+
+def _caption_height(font: ImageFont.FreeTypeFont) -> int:
+    return round(font.size * 1.4) * 2 + round(font.size * 0.8)
+
+
+def _draw_caption(
+    draw: ImageDraw.ImageDraw,
+    origin: tuple[int, int],
+    width: int,
+    lines: list[str],
+    colour: Colour,
+    font: ImageFont.FreeTypeFont,
+) -> None:
+    """Writes the caption under a panel, led by a swatch of the level's colour; long lines end in an ellipsis."""
+    x, y = origin
+    size = font.size
+    pad = round(size * 0.4)
+    swatch = round(size * 0.9)
+    draw.rectangle((x + pad, y + pad + 2, x + pad + swatch, y + pad + 2 + swatch), fill=colour)
+    for index, text in enumerate(lines):
+        left = x + pad + (swatch + pad if index == 0 else 0)
+        draw.text((left, y + pad + index * round(size * 1.4)), _fit(draw, text, width - (left - x) - pad, font), fill=TEXT, font=font)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: ImageFont.FreeTypeFont) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"

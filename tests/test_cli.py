@@ -1,0 +1,99 @@
+"""The `semsam` command end to end, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semsam import SemanticInfo, save_checkpoint
+from semsam.build import ASSETS
+from semsam.cli.main import main
+from semsam.cli.segment import parse_numbers
+from semsam.io import rle_to_mask
+
+EXAMPLE = ASSETS / "example.jpg"
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory, small_model, small_config) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    save_checkpoint(path, small_model, small_config, SemanticInfo())
+    return path
+
+
+def check_outputs(out: Path, image_size: tuple[int, int]) -> dict:
+    result = json.loads((out / "result.json").read_text())
+    assert result["image_size"] == list(image_size)
+    assert len(result["masks"]) == 6 and result["labels_available"] is False
+    assert Image.open(out / "overlay.png").size[0] > image_size[1]
+    areas = []
+    for entry in result["masks"]:
+        png = np.asarray(Image.open(out / f"mask_level{entry['level']}.png")) > 0
+        assert np.array_equal(rle_to_mask(entry["segmentation"]), png)
+        assert entry["area"] == int(png.sum()) and entry["label"] is None
+        areas.append(entry["area"])
+    assert areas == sorted(areas)
+    return result
+
+
+def test_main_job_on_the_embedded_model(tmp_path, capsys):
+    assert main(["segment", str(EXAMPLE), "--point", "170,385", "--out", str(tmp_path)]) == 0
+    result = check_outputs(tmp_path, (512, 512))
+    assert result["prompts"] == {"points": [[170.0, 385.0]], "labels": [1], "box": None}
+    printed = capsys.readouterr().out
+    assert "classification heads were not trained" in printed and "overlay.png" in printed
+
+
+def test_clicks_negatives_box_and_vocabulary(tmp_path, small_checkpoint, capsys):
+    args = ["segment", str(EXAMPLE), "--point", "170,385", "--negative", "300,100", "--box", "20,150,370,512",
+            "--checkpoint", str(small_checkpoint), "--objects", "person, flag", "--parts", "arm", "--out", str(tmp_path)]
+    assert main(args) == 0
+    result = check_outputs(tmp_path, (512, 512))
+    assert result["prompts"]["labels"] == [1, 0] and result["prompts"]["box"] == [20.0, 150.0, 370.0, 512.0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--point", "12,abc"], "must be numbers"),
+        (["--point", "12"], "expected 2 comma-separated numbers"),
+        (["--box", "1,2,3"], "expected 4"),
+        (["--negative", "5,5"], "at least one --point or a --box"),
+        (["--point", "900,5"], "outside the 512x512 image"),
+        (["--point", "5,5", "--model", "nope"], "unknown model 'nope'"),
+        (["--point", "5,5", "--objects", "a,,b"], "contains an empty name"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, small_checkpoint, args, message):
+    extra = [] if "--model" in args else ["--checkpoint", str(small_checkpoint)]
+    code = main(["segment", str(EXAMPLE), "--out", str(tmp_path), *extra, *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("semsam: error:") and message in err and "Traceback" not in err
+
+
+def test_unreadable_image_and_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    assert main(["segment", str(bad), "--point", "1,1"]) == 2
+    assert "not an image file" in capsys.readouterr().err
+    assert main(["segment", str(EXAMPLE), "--point", "1,1", "--checkpoint", str(bad)]) == 2
+    assert "not a readable safetensors file" in capsys.readouterr().err
+
+
+def test_parse_numbers():
+    assert parse_numbers(" 1.5, 2 ", 2, "--point") == (1.5, 2.0)
+
+
+def test_help_explains_every_command():
+    for argv in (["--help"], ["segment", "--help"], ["train", "--help"], ["eval", "--help"]):
+        done = subprocess.run([sys.executable, "-m", "semsam", *argv], capture_output=True, text=True, check=True)
+        assert "usage: semsam" in done.stdout and "example" in done.stdout
+    top = subprocess.run([sys.executable, "-m", "semsam", "--help"], capture_output=True, text=True).stdout
+    for command in ("segment", "train", "eval"):
+        assert command in top
