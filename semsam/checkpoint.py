@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from semsam.config import SemanticInfo, SemanticSamConfig
+from semsam.io import write_atomic
 
 FORMAT_VERSION = "1"
 
@@ -31,8 +30,6 @@ def model_tensors(model: nn.Module) -> dict[str, Tensor]:
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: SemanticSamConfig, semantic: SemanticInfo) -> None:
     """Writes the model atomically: a kill mid-write leaves any earlier file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model_tensors(model).items()}
     metadata = {
         "format": "semsam",
@@ -40,14 +37,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: SemanticSamConfi
         "config": json.dumps(config.to_dict()),
         "semantic": json.dumps(asdict(semantic)),
     }
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], SemanticSamConfig, SemanticInfo]:

@@ -48,7 +48,7 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(encoded).astype(bool)
 
 
-def _write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Runs `write` on a temp file beside `path`, then renames it over `path`; the temp file never survives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
         The destination path.
     """
     text = json.dumps(obj, indent=2) + "\n"
-    return _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_png_atomic(path: str | Path, image: Image.Image | np.ndarray) -> Path:
@@ -99,7 +99,7 @@ def write_png_atomic(path: str | Path, image: Image.Image | np.ndarray) -> Path:
         image = _array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"write_png_atomic needs a PIL image or numpy array, got {type(image).__name__}")
-    return _write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:

@@ -11,6 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from semsam.io import write_atomic
+
 TEXT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 DEFAULT_OBJECTS = (
@@ -58,10 +60,7 @@ class TextEncoder:
         if path.is_file():
             return load_file(str(path))["embeddings"]
         embeddings = torch.from_numpy(self._load().encode(names, normalize_embeddings=True, convert_to_numpy=True))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file({"embeddings": embeddings.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: save_file({"embeddings": embeddings.contiguous()}, str(tmp)))
         return embeddings
 
     def _load(self):  # noqa: ANN202 - SentenceTransformer is imported lazily

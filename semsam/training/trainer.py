@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +19,7 @@ from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
 from semsam.data import build_dataset
 from semsam.data.prompts import prepare_batch
 from semsam.evaluation.click import evaluate_clicks
+from semsam.io import write_atomic
 from semsam.modeling import DecoderOutput, PromptBatch, SemanticSam
 from semsam.predictor import Predictor
 from semsam.training.config import TrainConfig, as_dict
@@ -104,14 +103,7 @@ class Trainer:
             "best_score": self.best_score,
             "config": as_dict(self.config),
         }
-        handle, tmp = tempfile.mkstemp(dir=self.output, prefix=".last.", suffix=".tmp")
-        os.close(handle)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.output / STATE_FILE)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(self.output / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
     def run(self) -> None:
         """Trains until `steps`, validating and checkpointing on schedule; a SIGTERM/SIGINT saves and stops."""
