@@ -109,7 +109,7 @@ MODEL_CONFIGS: dict[str, SemanticSamConfig] = {
             class_dim=TEXT_DIM_MINILM,
             text_dim=TEXT_DIM_MINILM,
         ),
-        image_size=512,
+        image_size=384,
     ),
     "semantic_sam_t": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
