@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from semsam.predictor import MaskLabel
 
 Colour = tuple[int, int, int]
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 # Green and red are left out so mask colours never look like the positive/negative prompt dots.
 LEVEL_COLOURS: tuple[Colour, ...] = (
@@ -26,12 +27,15 @@ LEVEL_COLOURS: tuple[Colour, ...] = (
 POSITIVE: Colour = (40, 220, 60)
 NEGATIVE: Colour = (235, 40, 40)
 BOX: Colour = (40, 220, 60)
+DOT_RIM: Colour = (255, 255, 255)
 BACKGROUND: Colour = (24, 24, 24)
 TEXT: Colour = (240, 240, 240)
 GUTTER = 6
 
 
-def mask_overlay(image: np.ndarray, mask: np.ndarray, colour: Colour, *, alpha: float = 0.5, outline: int = 2) -> np.ndarray:
+def mask_overlay(
+    image: np.ndarray, mask: np.ndarray, colour: Colour, *, alpha: float = 0.5, outline: int = 2
+) -> np.ndarray:
     """Blends one mask into an image in a solid colour and traces its boundary.
 
     Args:
@@ -89,7 +93,9 @@ def granularity_panels(
     if count == 0:
         raise ValueError("granularity_panels needs at least one mask")
     if len(scores) != count or (labels is not None and len(labels) != count):
-        raise ValueError(f"got {count} masks but {len(scores)} scores and {len(labels or [])} labels; pass one per mask")
+        raise ValueError(
+            f"got {count} masks but {len(scores)} scores and {len(labels or [])} labels; pass one of each per mask"
+        )
     points = list(points or [])
     point_labels = [1] * len(points) if point_labels is None else list(point_labels)
     if len(point_labels) != len(points):
@@ -98,28 +104,33 @@ def granularity_panels(
     scale = panel_size / max(image.shape[:2])
     width, height = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
     base = np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
-    font = ImageFont.load_default(size=max(12, panel_size // 30))
+    font_size = max(12, panel_size // 30)
+    font = ImageFont.load_default(size=font_size)
     columns = count if count <= 3 else math.ceil(count / 2)
     rows = math.ceil(count / columns)
-    caption = _caption_height(font)
-    figure = Image.new("RGB", (columns * width + (columns + 1) * GUTTER, rows * (height + caption + GUTTER) + GUTTER), BACKGROUND)
+    caption = round(font_size * 1.4) * (1 if labels is None else 2) + round(font_size * 0.8)
+    size = (columns * width + (columns + 1) * GUTTER, rows * (height + caption + GUTTER) + GUTTER)
+    figure = Image.new("RGB", size, BACKGROUND)
     for level in range(count):
         colour = LEVEL_COLOURS[level % len(LEVEL_COLOURS)]
         small = np.asarray(Image.fromarray(masks[level]).resize((width, height), Image.Resampling.NEAREST))
         panel = Image.fromarray(mask_overlay(base, small, colour, alpha=0.5, outline=max(1, panel_size // 200)))
         _draw_prompts(panel, points, point_labels, box, scale)
-        lines = [_level_title(level, count, float(scores[level])), _label_text(labels[level]) if labels is not None else ""]
+        lines = [_level_title(level, count, float(scores[level]), float(masks[level].mean()))]
+        if labels is not None:
+            lines.append(_label_text(labels[level]))
         row, column = divmod(level, columns)
         x, y = GUTTER + column * (width + GUTTER), GUTTER + row * (height + caption + GUTTER)
         figure.paste(panel, (x, y))
-        _draw_caption(ImageDraw.Draw(figure), (x, y + height), width, lines, colour, font)
+        _draw_caption(ImageDraw.Draw(figure), (x, y + height), width, lines, colour, font, font_size)
     return figure
 
 
-def _level_title(level: int, count: int, score: float) -> str:
+def _level_title(level: int, count: int, score: float, fraction: float) -> str:
     name = "finest" if level == 0 else "coarsest" if level == count - 1 else ""
     title = f"level {level + 1}" + (f" ({name})" if name else "")
-    return f"{title} · IoU {score:.2f}"
+    share = "<1%" if 0 < fraction < 0.005 else f"{fraction:.0%}"
+    return f"{title} · IoU {score:.2f} · {share} of image"
 
 
 def _label_text(label: MaskLabel) -> str:
@@ -128,7 +139,10 @@ def _label_text(label: MaskLabel) -> str:
 
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        described = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        if isinstance(image, np.ndarray):
+            described = f"{image.dtype} array of shape {image.shape}"
+        else:
+            described = type(image).__name__
         raise ValueError(f"image must be an HxWx3 uint8 RGB array, got {described}; use semsam.image.read_image")
 
 
@@ -142,7 +156,11 @@ def _boundary(mask: np.ndarray, thickness: int) -> np.ndarray:
 
 
 def _draw_prompts(
-    panel: Image.Image, points: list[tuple[float, float]], point_labels: list[int], box: Sequence[float] | None, scale: float
+    panel: Image.Image,
+    points: list[tuple[float, float]],
+    point_labels: list[int],
+    box: Sequence[float] | None,
+    scale: float,
 ) -> None:
     draw = ImageDraw.Draw(panel)
     line = max(2, round(max(panel.size) / 170))
@@ -153,11 +171,8 @@ def _draw_prompts(
     radius = max(4, round(max(panel.size) / 70))
     for (x, y), positive in zip(points, point_labels):
         x, y = x * scale, y * scale
-        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=POSITIVE if positive else NEGATIVE, outline=(255, 255, 255), width=max(1, line - 1))
-
-
-def _caption_height(font: ImageFont.FreeTypeFont) -> int:
-    return round(font.size * 1.4) * 2 + round(font.size * 0.8)
+        fill = POSITIVE if positive else NEGATIVE
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill, outline=DOT_RIM, width=line - 1)
 
 
 def _draw_caption(
@@ -166,20 +181,21 @@ def _draw_caption(
     width: int,
     lines: list[str],
     colour: Colour,
-    font: ImageFont.FreeTypeFont,
+    font: Font,
+    size: int,
 ) -> None:
     """Writes the caption under a panel, led by a swatch of the level's colour; long lines end in an ellipsis."""
     x, y = origin
-    size = font.size
     pad = round(size * 0.4)
     swatch = round(size * 0.9)
     draw.rectangle((x + pad, y + pad + 2, x + pad + swatch, y + pad + 2 + swatch), fill=colour)
     for index, text in enumerate(lines):
         left = x + pad + (swatch + pad if index == 0 else 0)
-        draw.text((left, y + pad + index * round(size * 1.4)), _fit(draw, text, width - (left - x) - pad, font), fill=TEXT, font=font)
+        fitted = _fit(draw, text, width - (left - x) - pad, font)
+        draw.text((left, y + pad + index * round(size * 1.4)), fitted, fill=TEXT, font=font)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: ImageFont.FreeTypeFont) -> str:
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: Font) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "…", font=font) > width:

@@ -64,6 +64,7 @@ def test_clicks_negatives_box_and_vocabulary(tmp_path, small_checkpoint, capsys)
         (["--point", "12,abc"], "must be numbers"),
         (["--point", "12"], "expected 2 comma-separated numbers"),
         (["--box", "1,2,3"], "expected 4"),
+        (["--point", "nan,5"], "must be finite"),
         (["--negative", "5,5"], "at least one --point or a --box"),
         (["--point", "900,5"], "outside the 512x512 image"),
         (["--point", "5,5", "--model", "nope"], "unknown model 'nope'"),
@@ -74,7 +75,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, small_checkpoint
     extra = [] if "--model" in args else ["--checkpoint", str(small_checkpoint)]
     code = main(["segment", str(EXAMPLE), "--out", str(tmp_path), *extra, *args])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("semsam: error:") and message in err and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("semsam: error:") and message in last and "Traceback" not in err
 
 
 def test_unreadable_image_and_checkpoint(tmp_path, capsys):
@@ -84,6 +86,13 @@ def test_unreadable_image_and_checkpoint(tmp_path, capsys):
     assert "not an image file" in capsys.readouterr().err
     assert main(["segment", str(EXAMPLE), "--point", "1,1", "--checkpoint", str(bad)]) == 2
     assert "not a readable safetensors file" in capsys.readouterr().err
+
+
+def test_out_must_be_a_folder(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert main(["segment", str(EXAMPLE), "--point", "1,1", "--out", str(taken)]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
 
 
 def test_parse_numbers():

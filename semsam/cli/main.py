@@ -35,12 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; errors in the input are printed as one line and give exit code 2."""
+    """Runs the CLI; bad input and file-system errors (missing file, no permission) print one line, exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, CheckpointError, FileNotFoundError) as error:
+    except (ValueError, CheckpointError, OSError) as error:
         print(f"semsam: error: {error}", file=sys.stderr)
         return 2
 

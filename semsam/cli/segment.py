@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
+
+from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
 
 DESCRIPTION = """Segment one image from clicks and/or a box, at every granularity.
 
@@ -13,12 +17,13 @@ Writes to --out:
   result.json          COCO RLE masks (pycocotools), scores, boxes, areas, labels and the prompts
 
 Coordinates are pixels of the original image, x from the left, y from the top.
+Give at least one --point or a --box; --negative clicks only refine one of those.
 
 examples:
   semsam segment semsam/assets/example.jpg --point 170,385
   semsam segment photo.jpg --point 120,80 --negative 200,90
   semsam segment photo.jpg --box 50,40,300,260 --point 120,80 --out results
-  semsam segment photo.jpg --point 120,80 --checkpoint my_model.safetensors --objects "person,dog" --parts "head,leg\""""
+  semsam segment photo.jpg --point 120,80 --checkpoint my_model.safetensors --objects person,dog --parts head,leg"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--negative", action="append", default=[], metavar="X,Y",
                         help="negative click: a place that must not be in the mask (repeatable)")
     parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box around the thing to segment")
-    parser.add_argument("--out", default="semsam_out", help="output folder (default: semsam_out)")
-    parser.add_argument("--model", help="registered model name (default: the embedded semsam_tiny)")
-    parser.add_argument("--checkpoint", help="semsam checkpoint file (default: the model's embedded weights)")
-    parser.add_argument("--objects", help='object vocabulary, comma-separated, e.g. "person,dog"')
-    parser.add_argument("--parts", help='part vocabulary, comma-separated, e.g. "head,leg"')
+    parser.add_argument("--out", default="semsam_out", metavar="DIR", help="output folder (default: semsam_out)")
+    parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
+                        f"(default: the checkpoint's own, else the embedded {DEFAULT_MODEL})")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="semsam checkpoint file (default: the model's embedded weights)")
+    parser.add_argument("--objects", metavar="NAMES",
+                        help='object names to label masks with, comma-separated, e.g. "person,dog" (default: what '
+                        "the model was trained on; ignored when its heads were never trained)")
+    parser.add_argument("--parts", metavar="NAMES",
+                        help='part names to label masks with, comma-separated, e.g. "head,leg" '
+                        "(default and caveat as for --objects)")
     parser.set_defaults(func=run)
 
 
@@ -46,9 +57,12 @@ def parse_numbers(text: str, count: int, flag: str) -> tuple[float, ...]:
     if len(parts) != count:
         raise ValueError(f"{flag} {text!r}: expected {count} comma-separated numbers ({form})")
     try:
-        return tuple(float(part) for part in parts)
+        numbers = tuple(float(part) for part in parts)
     except ValueError:
         raise ValueError(f"{flag} {text!r}: {form} must be numbers") from None
+    if not all(math.isfinite(number) for number in numbers):
+        raise ValueError(f"{flag} {text!r}: {form} must be finite pixel coordinates, not nan or inf")
+    return numbers
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,15 +77,19 @@ def run(args: argparse.Namespace) -> int:
     box = parse_numbers(args.box, 4, "--box") if args.box else None
     if not positives and box is None:
         raise ValueError("give at least one --point or a --box (negative clicks alone do not say what to segment)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder to write the results into")
     image = read_image(args.image)
+    _progress(f"loading model {args.checkpoint or args.model or DEFAULT_MODEL} ...")
     model = load_model(args.model, checkpoint=args.checkpoint)
     predictor = Predictor(model, objects=args.objects, parts=args.parts)
+    _progress(f"encoding the {image.shape[1]}x{image.shape[0]} image and decoding the prompt ...")
     predictor.set_image(image)
     points = positives + negatives
     labels = [1] * len(positives) + [0] * len(negatives)
     result = predictor.predict(points=points or None, labels=labels or None, box=box)
 
-    out = Path(args.out)
     overlay = granularity_panels(image, result.masks, result.scores, result.labels, points=points,
                                  point_labels=labels, box=box)
     write_png_atomic(out / "overlay.png", overlay)
@@ -93,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     write_json_atomic(out / "result.json", {
         "image": str(args.image),
         "image_size": list(image.shape[:2]),
-        "model": args.checkpoint or args.model or "semsam_tiny (embedded)",
+        "model": args.checkpoint or args.model or f"{DEFAULT_MODEL} (embedded)",
         "prompts": {"points": [list(p) for p in points], "labels": labels, "box": list(box) if box else None},
         "labels_available": predictor.labels_available,
         "masks": masks_json,
@@ -102,10 +120,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'level':>5}  {'area':>8}  {'score':>6}  label")
     for entry in masks_json:
         label = entry["label"]
-        text = "-" if label is None else f"{label['object']} ({label['object_score']:.2f}) / {label['part']} ({label['part_score']:.2f})"
+        text = "-" if label is None else (
+            f"{label['object']} ({label['object_score']:.2f}) / {label['part']} ({label['part_score']:.2f})"
+        )
         print(f"{entry['level']:>5}  {entry['area']:>8}  {entry['score']:>6.3f}  {text}")
     if not predictor.labels_available:
         print("no labels: this model's object/part classification heads were not trained (see the model card)")
     print(f"wrote {out / 'overlay.png'}, {out / 'mask_level1.png'} ... mask_level{len(masks_json)}.png, "
           f"{out / 'result.json'}")
     return 0
+
+
+def _progress(message: str) -> None:
+    # stderr, so that stdout carries only the summary table and the output paths.
+    print(message, file=sys.stderr, flush=True)
