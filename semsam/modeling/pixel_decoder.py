@@ -45,6 +45,7 @@ class DeformableEncoder(nn.Module):
         super().__init__()
         self.level_embed = nn.Parameter(torch.empty(NUM_LEVELS, config.conv_dim))
         nn.init.normal_(self.level_embed)
+        # A bare container so that the weights are keyed `transformer.encoder.layers.{i}` as in the official files.
         self.encoder = nn.Module()
         self.encoder.layers = nn.ModuleList(
             DeformableEncoderLayer(d_model=config.conv_dim, ffn_dim=config.ffn_dim, num_heads=config.num_heads,
