@@ -123,12 +123,12 @@ class Trainer:
                 if self.step % self.config.log_every == 0:
                     self._log({"step": self.step, "lr": self.scheduler.get_last_lr()[1],
                                "seconds": time.perf_counter() - start, **losses})
-                if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
-                    self.save_state()
-                if self.validation is not None and (
-                    self.step % self.config.validate_every == 0 or self.step == self.config.steps
-                ):
+                last = self.step == self.config.steps
+                validate = self.validation is not None and (self.step % self.config.validate_every == 0 or last)
+                if validate:
                     self.validate(bar)
+                elif self.step % self.config.checkpoint_every == 0 or last:
+                    self.save_state()
         finally:
             if self._stop_requested:
                 self.save_state()
@@ -178,7 +178,7 @@ class Trainer:
         return dataset[int(rng.integers(len(dataset)))]
 
     def validate(self, bar: tqdm) -> None:
-        """1-click metrics on the first `validation_images` validation images; keeps the best model."""
+        """1-click metrics on the first `validation_images` validation images; keeps the best model, saves state."""
         self.model.eval()
         metrics = evaluate_clicks(Predictor(self.model), self.validation, max_images=self.config.validation_images,
                                   progress=False)
