@@ -56,7 +56,13 @@ class SegmentationRecord:
 
 
 class SegmentationDataset:
-    """Base class of training datasets: a sized, indexable collection of `SegmentationRecord`s."""
+    """Base class of training datasets: a sized, indexable collection of `SegmentationRecord`s.
+
+    `object_names` and `part_names` name the class ids that records carry (None for class-agnostic data).
+    """
+
+    object_names: tuple[str, ...] | None = None
+    part_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         raise NotImplementedError
