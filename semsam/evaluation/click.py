@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
 from semsam.data.records import SegmentationDataset
-from semsam.predictor import Predictor
+from semsam.predictor import Prediction
 
 MIN_AREA_FRACTION = 0.005
+
+
+class ClickPredictor(Protocol):
+    """What the protocol needs: a `semsam.Predictor`, or a baseline from `semsam.evaluation.baselines`."""
+
+    def set_image(self, image: np.ndarray) -> None: ...
+
+    def predict(self, points: Sequence[Sequence[float]], labels: Sequence[int] | None = None) -> Prediction: ...
 
 
 @dataclass(frozen=True)
@@ -45,12 +55,12 @@ def mask_ious(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def evaluate_clicks(
-    predictor: Predictor, dataset: SegmentationDataset, *, max_images: int | None = None, progress: bool = True
+    predictor: ClickPredictor, dataset: SegmentationDataset, *, max_images: int | None = None, progress: bool = True
 ) -> ClickMetrics:
     """Clicks the interior-most pixel of every segment covering >= 0.5% of its image.
 
     Args:
-        predictor: wraps the model under test.
+        predictor: wraps the model under test (or a baseline).
         dataset: images with their (near-duplicate-merged) human segments, read one at a time.
         max_images: evaluate only the first N images.
         progress: show a progress bar.
