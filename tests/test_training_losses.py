@@ -210,3 +210,14 @@ def test_batch_of_two_trains_a_real_model_end_to_end() -> None:
         assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
     for parameter in (predictor.class_embed, predictor.class_embed_part, predictor.lang_mapper):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+
+
+def test_unmatched_outputs_regress_their_best_iou_with_any_target() -> None:
+    quarter, whole = region(0.0, 0.0, 1.0, 0.25), region(0.0, 0.0, 1.0, 1.0)
+    logits = torch.stack([signed(quarter, 5.0), signed(whole, 5.0)])[None, None]
+    scores = torch.full((1, 1, 2), 0.9)
+    loss = MultiChoiceLoss(num_points=64, weights=LossWeights(bce=0, dice=0, box_l1=0, giou=0, iou=1))
+    boxes = box_of(*REGIONS["left"]).expand(1, 1, 2, 4)
+    result = loss(output(logits, boxes, scores), toy_targets([[0]]))
+    # The quarter is matched to "left" (IoU 0.5); the whole image is unmatched and its best IoU is also 0.5.
+    assert torch.isclose(result["iou"], torch.tensor((0.9 - 0.5) ** 2))

@@ -117,7 +117,7 @@ class MultiChoiceLoss(nn.Module):
             return {name: zero for name in ("bce", "dice", "iou", "box_l1", "giou")}
         logits = outputs.mask_logits.flatten(0, 1)[matches.prompt, matches.pred]
         terms = self._mask_terms(logits, targets, matches)
-        terms["iou"] = self._iou_term(logits, outputs, targets, matches, low_res_truth)
+        terms["iou"] = self._iou_term(outputs, targets, matches, low_res_truth)
         terms.update(self._box_terms(outputs, targets, matches))
         for name, (text, classes, attribute) in texts.items():
             if text is not None and classes is not None:
@@ -142,19 +142,27 @@ class MultiChoiceLoss(nn.Module):
 
     @staticmethod
     def _iou_term(
-        logits: Tensor, outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices, low_res_truth: Tensor
+        outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices, low_res_truth: Tensor
     ) -> Tensor:
-        """MSE between the predicted IoU and the true IoU of the thresholded mask, detached as a fixed target."""
+        """MSE between the predicted IoU and the true IoU of the thresholded mask, detached as a fixed target.
+
+        Matched outputs regress the IoU with their matched target. Every other output of a prompt with targets
+        regresses its best IoU with any of them: left untrained, their scores drift high and win top-1 choices.
+        """
         with torch.no_grad():
-            image_index = torch.div(matches.prompt, targets.indices.shape[1], rounding_mode="floor")
-            mask_index = targets.indices.flatten(0, 1)[matches.prompt, matches.target]
-            truth = low_res_truth[image_index, mask_index]
-            predicted = logits > 0
-            intersection = (predicted & truth).flatten(1).sum(1)
-            union = (predicted | truth).flatten(1).sum(1)
-            true_iou = intersection / union.clamp(min=1)
-        scores = outputs.iou_scores.flatten(0, 1)[matches.prompt, matches.pred]
-        return F.mse_loss(scores, true_iou.to(scores.dtype), reduction="sum") / len(matches)
+            batch, prompts, slots = targets.indices.shape
+            valid = targets.valid.flatten(0, 1)
+            image_index = torch.arange(batch, device=valid.device).repeat_interleave(prompts)
+            truth = low_res_truth[image_index[:, None], targets.indices.flatten(0, 1).clamp(min=0)]
+            predicted = outputs.mask_logits.detach().flatten(0, 1) > 0
+            intersection = torch.einsum("pkhw,pthw->pkt", predicted.float(), truth.float())
+            areas = predicted.flatten(2).sum(2)[..., None] + truth.flatten(2).sum(2)[:, None]
+            ious = (intersection / (areas - intersection).clamp(min=1)) * valid[:, None]
+            true_iou = ious.max(2).values
+            true_iou[matches.prompt, matches.pred] = ious[matches.prompt, matches.pred, matches.target]
+        scored = valid.any(1)
+        scores = outputs.iou_scores.flatten(0, 1)[scored]
+        return F.mse_loss(scores, true_iou[scored].to(scores.dtype))
 
     @staticmethod
     def _box_terms(outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices) -> dict[str, Tensor]:
