@@ -108,8 +108,8 @@ def write_coco_panoptic(root: Path, split: str = "val2017") -> None:
     segments = [{"id": PANOPTIC_IDS[0], "category_id": 1, "iscrowd": 0},
                 {"id": PANOPTIC_IDS[1], "category_id": 199, "iscrowd": 0},
                 {"id": PANOPTIC_IDS[2], "category_id": 1, "iscrowd": 0}]
-    content = coco_file(["a.jpg"], [{"image_id": 1, "file_name": "a.png", "segments_info": segments}],
-                        [{"id": 1, "name": "person", "isthing": 1}, {"id": 199, "name": "wall-other-merged", "isthing": 0}])
+    categories = [{"id": 1, "name": "person", "isthing": 1}, {"id": 199, "name": "wall-other-merged", "isthing": 0}]
+    content = coco_file(["a.jpg"], [{"image_id": 1, "file_name": "a.png", "segments_info": segments}], categories)
     write_json(root / "annotations" / f"panoptic_{split}.json", content)
     write_image(root / split / "a.jpg")
 

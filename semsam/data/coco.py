@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from semsam.data.coco_format import CocoFormatDataset, decode_segmentation, readable_name
+from semsam.data.coco_format import CocoFormatDataset, category_classes, decode_segmentation
 from semsam.data.records import SegmentationRecord
 
 
@@ -29,8 +29,7 @@ class CocoInstancesDataset(CocoFormatDataset):
         super().__init__(root=root, split=split, annotation_path=root / "annotations" / f"instances_{split}.json",
                          annotation_fields=("category_id", "segmentation"), min_area=min_area,
                          duplicate_iou=duplicate_iou)
-        self.class_of = {category["id"]: i for i, category in enumerate(self.index.categories)}
-        self.object_names = tuple(readable_name(category["name"]) for category in self.index.categories)
+        self.class_of, self.object_names = category_classes(self.index.categories)
         for annotations in self.index.annotations.values():
             for annotation in annotations:
                 self.check_category(annotation["category_id"], f"annotation {annotation.get('id')}")

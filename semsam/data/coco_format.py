@@ -162,6 +162,12 @@ def readable_name(name: str) -> str:
     return " ".join(words)
 
 
+def category_classes(categories: list[dict[str, Any]]) -> tuple[dict[Any, int], tuple[str, ...]]:
+    """Contiguous class ids (0..C-1, in the given order) of COCO category ids, and the classes' readable names."""
+    class_of = {category["id"]: i for i, category in enumerate(categories)}
+    return class_of, tuple(readable_name(category["name"]) for category in categories)
+
+
 def find_image_dir(root: Path, split: str, file_name: str, *, where: str) -> Path:
     """The folder that `file_name` (an image's path in the annotation file) is relative to.
 

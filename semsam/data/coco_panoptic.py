@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from semsam.data.coco_format import CocoFormatDataset, readable_name, require_fields
+from semsam.data.coco_format import CocoFormatDataset, category_classes, require_fields
 from semsam.data.records import SegmentationRecord
 
 
@@ -32,8 +32,7 @@ class CocoPanopticDataset(CocoFormatDataset):
         super().__init__(root=root, split=split, annotation_path=root / "annotations" / f"panoptic_{split}.json",
                          annotation_fields=("file_name", "segments_info"), min_area=min_area,
                          duplicate_iou=duplicate_iou)
-        self.class_of = {category["id"]: i for i, category in enumerate(self.index.categories)}
-        self.object_names = tuple(readable_name(category["name"]) for category in self.index.categories)
+        self.class_of, self.object_names = category_classes(self.index.categories)
         for image_id, annotations in self.index.annotations.items():
             if len(annotations) != 1:
                 raise ValueError(f"{self.annotation_path}: image {image_id} has {len(annotations)} panoptic "
