@@ -116,7 +116,7 @@ def test_coco_instances_decode_polygons_rle_and_crowds_with_contiguous_classes(t
 
 
 def test_coco_instances_errors_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"instances_train2017\.json does not exist; pass the dataset folder"):
+    with pytest.raises(ValueError, match=r"instances_train2017\.json does not exist; pass as root the dataset folder"):
         CocoInstancesDataset(root=tmp_path, split="train2017")
     write_coco_instances(tmp_path)
     path = tmp_path / "annotations" / "instances_train2017.json"

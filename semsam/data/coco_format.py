@@ -41,8 +41,9 @@ class CocoFormatDataset(SegmentationDataset):
     ) -> None:
         """Indexes `annotation_path` and finds the image folder (see `index_coco` and `find_image_dir`)."""
         self.annotation_path = annotation_path
-        hint = (f"pass the dataset folder as root (it holds annotations/{annotation_path.name}) and the split "
-                f"{annotation_path.stem!r} names")
+        present = sorted(path.name for path in annotation_path.parent.glob("*.json"))
+        hint = (f"pass as root the dataset folder that holds annotations/{annotation_path.name}, and the split "
+                f"that names it (annotation files in {annotation_path.parent}: {present or 'none'})")
         self.index = index_coco(annotation_path, annotation_fields=annotation_fields, hint=hint)
         self.category_ids = {category["id"] for category in self.index.categories}
         self.image_dir = find_image_dir(root, split, self.index.images[0]["file_name"], where=str(annotation_path))

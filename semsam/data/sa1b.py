@@ -53,7 +53,7 @@ class Sa1bDataset(SegmentationDataset):
         require_fields(content, ("annotations",), str(json_path))
         image = read_image(image_path)
         height, width = image.shape[:2]
-        stated = content.get("image", {})
+        stated = content["image"] if isinstance(content.get("image"), dict) else {}
         if {"height", "width"} <= set(stated) and (stated["height"], stated["width"]) != (height, width):
             raise ValueError(f"{json_path} is for a {stated['height']}x{stated['width']} image but {image_path} is "
                              f"{height}x{width}; the image and its annotations do not belong together")
