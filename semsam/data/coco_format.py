@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from semsam.image import read_image
 from semsam.data.records import SegmentationDataset, SegmentationRecord, merge_duplicates, stack_masks
+from semsam.image import read_image
 from semsam.io import rle_to_mask
 
 
@@ -193,25 +193,27 @@ def decode_segmentation(segmentation: Any, height: int, width: int, *, where: st
     Raises:
         ValueError: the segmentation is malformed or its size is not height x width.
     """
-    if isinstance(segmentation, list):
+    polygonal = isinstance(segmentation, list)
+    if polygonal:
         if not all(isinstance(polygon, list) and len(polygon) % 2 == 0 for polygon in segmentation):
             raise ValueError(f"{where}: a polygon must be a flat list [x1, y1, x2, y2, ...]")
         polygons = [polygon for polygon in segmentation if len(polygon) >= 6]
         if not polygons:
             return np.zeros((height, width), dtype=bool)
-        encoded = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
     elif isinstance(segmentation, dict) and "size" in segmentation and "counts" in segmentation:
-        size = [int(v) for v in segmentation["size"]]
+        size = list(segmentation["size"])
         if size != [height, width]:
-            raise ValueError(f"{where}: the RLE is {size[0]}x{size[1]} but the image is {height}x{width}")
-        if isinstance(segmentation["counts"], list):
-            encoded = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            encoded = segmentation
+            raise ValueError(f"{where}: the RLE is {'x'.join(map(str, size))} but the image is {height}x{width}")
     else:
         raise ValueError(f"{where}: segmentation must be a list of polygons or a COCO RLE dict with 'size' and "
                          f"'counts', got {type(segmentation).__name__}")
     try:
+        if polygonal:
+            encoded = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+        elif isinstance(segmentation["counts"], list):
+            encoded = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            encoded = segmentation
         return rle_to_mask(encoded)
-    except (ValueError, TypeError, UnicodeError) as error:
+    except (ValueError, TypeError, IndexError, UnicodeError) as error:
         raise ValueError(f"{where}: the segmentation cannot be decoded ({error})") from error

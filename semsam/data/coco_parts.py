@@ -76,7 +76,8 @@ class CocoPartsDataset(CocoFormatDataset):
             if whole is None:
                 unlinked[part[1]].append(position)
         for object_class, members in unlinked.items():
-            wholes = [len(masks) if i in members else whole for i, whole in enumerate(wholes)]
+            for position in members:
+                wholes[position] = len(masks)
             masks.append(np.logical_or.reduce([parts[i][0] for i in members]))
             object_classes.append(object_class)
         count = len(masks)
