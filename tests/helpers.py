@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 from PIL import Image
+
+from semsam.io import mask_to_rle
 
 HEIGHT, WIDTH = 48, 64
 
@@ -32,3 +35,118 @@ def halves_annotations() -> list[np.ndarray]:
     shifted = np.where(np.arange(WIDTH) < WIDTH // 2 - 1, 1, 2)[None].repeat(HEIGHT, 0)
     shifted[:2, -2:] = 3
     return [coarse, fine, shifted]
+
+
+def rect(top: int, left: int, bottom: int, right: int, size: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
+    """A bool mask of `size` with the rectangle [top:bottom, left:right] set."""
+    mask = np.zeros(size, dtype=bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def write_image(path: Path, size: tuple[int, int] = (HEIGHT, WIDTH)) -> None:
+    """Writes a random RGB image (format from the suffix), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(len(path.name)).integers(0, 256, size=(*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def write_json(path: Path, content: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+
+
+def coco_file(images: list[str], annotations: list[dict], categories: list[dict]) -> dict:
+    """A COCO-format dict: `images` are file names (ids 1, 2, ...; HEIGHT x WIDTH); annotations get ids 1, 2, ..."""
+    entries = [{"id": i + 1, "file_name": name, "height": HEIGHT, "width": WIDTH} for i, name in enumerate(images)]
+    numbered = [{"id": i + 1, **annotation} for i, annotation in enumerate(annotations)]
+    return {"images": entries, "annotations": numbered, "categories": categories}
+
+
+def write_coco_instances(root: Path, split: str = "train2017") -> None:
+    """COCO instances, 3 images: a.jpg with a polygon person, an RLE dog and an uncompressed-RLE crowd of people
+    plus a 2-pixel speck; b.jpg with a dog; c.jpg unannotated. Category ids 1 (person) and 18 (dog)."""
+    crowd = np.asfortranarray(rect(30, 40, 46, 62).astype(np.uint8))
+    crowd_counts = _uncompressed_counts(crowd)
+    annotations = [
+        {"image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[4, 2, 20, 2, 20, 30, 4, 30]]},
+        {"image_id": 1, "category_id": 18, "iscrowd": 0, "segmentation": mask_to_rle(rect(5, 30, 25, 60))},
+        {"image_id": 1, "category_id": 1, "iscrowd": 1,
+         "segmentation": {"size": [HEIGHT, WIDTH], "counts": crowd_counts}},
+        {"image_id": 1, "category_id": 18, "iscrowd": 0, "segmentation": mask_to_rle(rect(0, 0, 1, 2))},
+        {"image_id": 2, "category_id": 18, "iscrowd": 0, "segmentation": [[10, 10, 50, 10, 50, 40, 10, 40]]},
+    ]
+    categories = [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}]
+    write_json(root / "annotations" / f"instances_{split}.json",
+               coco_file(["a.jpg", "b.jpg", "c.jpg"], annotations, categories))
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_image(root / split / name)
+
+
+def _uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE counts (column-major run lengths, starting with a run of zeros)."""
+    flat = mask.ravel(order="F")
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    return counts if flat[0] == 0 else [0, *counts]
+
+
+PANOPTIC_IDS = (1 + 256 * 2, 7 + 256**2 * 3, 40)  # segment ids that use the G, the B and only the R channel
+
+
+def write_coco_panoptic(root: Path, split: str = "val2017") -> None:
+    """COCO panoptic, one image: a person (thing, left third), a wall ("wall-other-merged" stuff, right two
+    thirds, top half) and a 3-pixel speck; the rest is unlabelled (id 0)."""
+    ids = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
+    ids[:, : WIDTH // 3] = PANOPTIC_IDS[0]
+    ids[: HEIGHT // 2, WIDTH // 3 :] = PANOPTIC_IDS[1]
+    ids[-1, -3:] = PANOPTIC_IDS[2]
+    rgb = np.stack([ids % 256, ids // 256 % 256, ids // 256**2], axis=-1).astype(np.uint8)
+    (root / "annotations" / f"panoptic_{split}").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(root / "annotations" / f"panoptic_{split}" / "a.png")
+    segments = [{"id": PANOPTIC_IDS[0], "category_id": 1, "iscrowd": 0},
+                {"id": PANOPTIC_IDS[1], "category_id": 199, "iscrowd": 0},
+                {"id": PANOPTIC_IDS[2], "category_id": 1, "iscrowd": 0}]
+    categories = [{"id": 1, "name": "person", "isthing": 1}, {"id": 199, "name": "wall-other-merged", "isthing": 0}]
+    content = coco_file(["a.jpg"], [{"image_id": 1, "file_name": "a.png", "segments_info": segments}], categories)
+    write_json(root / "annotations" / f"panoptic_{split}.json", content)
+    write_image(root / split / "a.jpg")
+
+
+PART_SCENE = {  # name -> (category id, mask) of the part-dataset fixture's one image
+    "dog A": (1, rect(2, 2, 30, 20)),
+    "dog B": (1, rect(2, 30, 30, 50)),
+    "dog A:head": (2, rect(2, 2, 10, 20)),
+    "dog B:torso": (3, rect(10, 30, 30, 50)),
+    "cat:head": (4, rect(34, 2, 40, 20)),
+    "cat:tail": (5, rect(40, 2, 46, 40)),
+}
+
+
+def write_coco_parts(root: Path, split: str = "train") -> None:
+    """A part dataset in COCO format, one image (images/{split}/a.png): two plain "dog" objects, "dog:head" linked to
+    dog A by obj_ann_id, "dog:torso" inside dog B without a link, and "cat:head" and "cat:tail" of a cat that has no
+    object annotation."""
+    categories = [{"id": 1, "name": "dog"}, {"id": 2, "name": "dog:head"}, {"id": 3, "name": "dog:torso"},
+                  {"id": 4, "name": "cat:head"}, {"id": 5, "name": "cat:tail"}]
+    annotations = []
+    for name, (category, mask) in PART_SCENE.items():
+        annotation = {"image_id": 1, "category_id": category, "segmentation": mask_to_rle(mask)}
+        if name == "dog A:head":
+            annotation["obj_ann_id"] = 1  # annotation ids follow PART_SCENE's order: dog A is 1
+        annotations.append(annotation)
+    write_json(root / "annotations" / f"{split}.json", coco_file(["a.png"], annotations, categories))
+    write_image(root / "images" / split / "a.png")
+
+
+def write_sa1b(folder: Path, stem: str, masks: list[np.ndarray], suffix: str = ".jpg") -> None:
+    """An image and its same-stem SA-1B JSON (file_name relative to the JSON, RLE masks with SA-1B's extra fields)."""
+    write_image(folder / f"{stem}{suffix}")
+    annotations = [
+        {"id": i, "segmentation": mask_to_rle(mask), "area": int(mask.sum()), "bbox": [0, 0, 1, 1],
+         "predicted_iou": 0.9, "stability_score": 0.95, "point_coords": [[0.5, 0.5]], "crop_box": [0, 0, WIDTH, HEIGHT]}
+        for i, mask in enumerate(masks)
+    ]
+    image = {"image_id": 1, "file_name": f"{stem}{suffix}", "height": HEIGHT, "width": WIDTH}
+    write_json(folder / f"{stem}.json", {"image": image, "annotations": annotations})

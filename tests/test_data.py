@@ -77,6 +77,46 @@ def test_merge_duplicates_keeps_first_and_its_classes() -> None:
     assert merged.part_classes == [None, 3, 4, None, None]
 
 
+def linked_record() -> SegmentationRecord:
+    """Object B and its near-duplicate, object A with its top half, a piece of B linked to B's duplicate, and a
+    "part" of A that is A itself (a near-duplicate)."""
+    whole_a, top_a = box_mask(10, 10, 80, 70), box_mask(10, 10, 40, 70)
+    whole_b, piece_b = box_mask(20, 80, 90, 120), box_mask(20, 80, 40, 120)
+    near_b, near_a = whole_b.copy(), whole_a.copy()
+    near_b[20, 80:100] = False
+    near_a[79, 10:40] = False
+    masks = np.stack([whole_b, near_b, whole_a, top_a, piece_b, near_a])
+    image = np.zeros((HEIGHT * 2, WIDTH * 2, 3), dtype=np.uint8)
+    return SegmentationRecord(image=image, masks=masks, object_classes=[0, None, 1, None, None, None],
+                              part_classes=[None, None, None, 2, 3, 4], image_id="linked",
+                              part_of=[None, None, None, 2, 1, 2])
+
+
+def test_record_rejects_bad_part_links() -> None:
+    record = linked_record()
+    fields = dict(image=record.image, masks=record.masks, object_classes=None, part_classes=None, image_id="x")
+    with pytest.raises(ValueError, match="part_of has 2 entries for 6 masks"):
+        SegmentationRecord(**fields, part_of=[None, 0])
+    with pytest.raises(ValueError, match=r"part_of\[3\] = 3 is not the index of another mask"):
+        SegmentationRecord(**fields, part_of=[None, None, None, 3, None, None])
+    with pytest.raises(ValueError, match=r"part_of\[0\] = 6 is not the index of another mask \(there are 6"):
+        SegmentationRecord(**fields, part_of=[6, None, None, None, None, None])
+    with pytest.raises(ValueError, match=r"part_of\[1\] is True; it must be a mask index or None"):
+        SegmentationRecord(**fields, part_of=[None, True, None, None, None, None])
+
+
+def test_merge_duplicates_renumbers_part_links() -> None:
+    merged = merge_duplicates(linked_record(), iou_threshold=0.95)
+    assert merged.num_masks == 4
+    assert merged.object_classes == [0, 1, None, None] and merged.part_classes == [None, 4, 2, 3]
+    # top of A -> A (now 1); piece of B -> B's duplicate, merged into B (0); A's near-duplicate "part" merged into A
+    # and lost its link to itself
+    assert merged.part_of == [None, None, 1, 0]
+    view = augment(linked_record(), image_size=64, rng=np.random.default_rng(0), flip=True, scale_range=None,
+                   duplicate_iou=0.95)
+    assert view.part_of == [None, None, 1, 0]
+
+
 def test_mask_boxes_are_exclusive_pixel_extents() -> None:
     boxes = mask_boxes(np.stack([box_mask(10, 20, 30, 45), np.zeros((HEIGHT * 2, WIDTH * 2), bool)]))
     assert boxes.tolist() == [[20, 10, 45, 30], [0, 0, 0, 0]]
@@ -112,8 +152,9 @@ def test_bsds_errors_name_the_problem(bsds_root: Path) -> None:
 
 def test_build_dataset_by_kind(bsds_root: Path) -> None:
     assert len(build_dataset(SimpleNamespace(kind="bsds500", root=str(bsds_root), split="train"))) == 2
-    with pytest.raises(ValueError, match="unknown dataset kind 'coco'; known kinds: bsds500"):
-        build_dataset(SimpleNamespace(kind="coco", root=str(bsds_root), split="train"))
+    known = "bsds500, coco, coco_panoptic, coco_parts, sa1b"
+    with pytest.raises(ValueError, match=f"unknown dataset kind 'nowhere'; known kinds: {known}"):
+        build_dataset(SimpleNamespace(kind="nowhere", root=str(bsds_root), split="train"))
 
 
 def test_augment_flips_and_keeps_masks_on_the_image() -> None:

@@ -18,6 +18,7 @@ class AugmentedImage:
     masks: np.ndarray  # [M, h, w] bool, no empty masks, no near-duplicates
     object_classes: list[int | None] | None
     part_classes: list[int | None] | None
+    part_of: list[int | None] | None = None  # indices into this view's masks
 
 
 def augment(
@@ -66,9 +67,10 @@ def augment(
         object_classes=_select(record.object_classes, visible),
         part_classes=_select(record.part_classes, visible),
         image_id=record.image_id,
+        part_of=_select_links(record.part_of, visible),
     )
     merged = merge_duplicates(cropped, iou_threshold=duplicate_iou)
-    return AugmentedImage(merged.image, merged.masks, merged.object_classes, merged.part_classes)
+    return AugmentedImage(merged.image, merged.masks, merged.object_classes, merged.part_classes, merged.part_of)
 
 
 def _source_index(source: int, target: int) -> np.ndarray:
@@ -78,3 +80,11 @@ def _source_index(source: int, target: int) -> np.ndarray:
 
 def _select(classes: list[int | None] | None, keep: np.ndarray) -> list[int | None] | None:
     return None if classes is None else [classes[int(i)] for i in keep]
+
+
+def _select_links(part_of: list[int | None] | None, keep: np.ndarray) -> list[int | None] | None:
+    """Part links among the kept masks, renumbered; a part whose object was cropped away loses its link."""
+    if part_of is None:
+        return None
+    new_index = {int(old): new for new, old in enumerate(keep.tolist())}
+    return [None if part_of[int(i)] is None else new_index.get(part_of[int(i)]) for i in keep]

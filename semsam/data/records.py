@@ -17,6 +17,8 @@ class SegmentationRecord:
         object_classes: per mask an object class id or None; None when the dataset has no object labels.
         part_classes: per mask a part class id or None; None when the dataset has no part labels.
         image_id: a name for the image, used in error messages and logs.
+        part_of: per mask the index of the whole-object mask it is a part of, or None; None when the dataset
+            links no parts to objects.
     """
 
     image: np.ndarray
@@ -24,6 +26,7 @@ class SegmentationRecord:
     object_classes: list[int | None] | None
     part_classes: list[int | None] | None
     image_id: str
+    part_of: list[int | None] | None = None
 
     def __post_init__(self) -> None:
         where = f"record {self.image_id!r}"
@@ -48,6 +51,25 @@ class SegmentationRecord:
                 raise ValueError(
                     f"{where}: {name} has {len(classes)} entries for {len(self.masks)} masks; give one per mask "
                     "(None for an unlabelled mask) or pass None for the whole list"
+                )
+        if self.part_of is not None:
+            self._check_part_of(where)
+
+    def _check_part_of(self, where: str) -> None:
+        if len(self.part_of) != len(self.masks):
+            raise ValueError(
+                f"{where}: part_of has {len(self.part_of)} entries for {len(self.masks)} masks; give one per mask "
+                "(None for a mask that is no part) or pass None for the whole list"
+            )
+        for index, whole in enumerate(self.part_of):
+            if whole is None:
+                continue
+            if isinstance(whole, bool) or not isinstance(whole, (int, np.integer)):
+                raise ValueError(f"{where}: part_of[{index}] is {whole!r}; it must be a mask index or None")
+            if not 0 <= whole < len(self.masks) or whole == index:
+                raise ValueError(
+                    f"{where}: part_of[{index}] = {whole} is not the index of another mask (there are "
+                    f"{len(self.masks)} masks); a part must point at its whole object's mask"
                 )
 
     @property
@@ -131,7 +153,9 @@ def _extent(occupied: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def merge_duplicates(record: SegmentationRecord, *, iou_threshold: float = 0.95) -> SegmentationRecord:
-    """Drops near-duplicate masks, keeping the first of each group and any class the others carried.
+    """Drops near-duplicate masks, keeping the first of each group and any class or link the others carried.
+
+    Part links follow their masks to the kept ones; a part that merged into its own object loses its link.
 
     Args:
         record: the record to clean.
@@ -150,7 +174,20 @@ def merge_duplicates(record: SegmentationRecord, *, iou_threshold: float = 0.95)
         object_classes=_merge_classes(record.object_classes, keep_of, kept),
         part_classes=_merge_classes(record.part_classes, keep_of, kept),
         image_id=record.image_id,
+        part_of=_merge_links(record.part_of, keep_of, kept),
     )
+
+
+def _merge_links(part_of: list[int | None] | None, keep_of: np.ndarray, kept: np.ndarray) -> list[int | None] | None:
+    if part_of is None:
+        return None
+    new_index = {int(k): i for i, k in enumerate(kept.tolist())}
+    links: list[int | None] = []
+    for slot, index in enumerate(kept.tolist()):
+        members = np.flatnonzero(keep_of == index).tolist()
+        wholes = [new_index[int(keep_of[part_of[m]])] for m in members if part_of[m] is not None]
+        links.append(next((w for w in wholes if w != slot), None))
+    return links
 
 
 def _merge_classes(classes: list[int | None] | None, keep_of: np.ndarray, kept: np.ndarray) -> list[int | None] | None:
@@ -161,3 +198,8 @@ def _merge_classes(classes: list[int | None] | None, keep_of: np.ndarray, kept: 
         if merged[target] is None:
             merged[target] = classes[index]
     return [merged[int(k)] for k in kept]
+
+
+def stack_masks(masks: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """[M, H, W] bool from a list of [H, W] masks, also when the list is empty."""
+    return np.stack(masks).astype(bool, copy=False) if masks else np.zeros((0, *size), dtype=bool)

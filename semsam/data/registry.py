@@ -6,7 +6,11 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from semsam.data.bsds500 import Bsds500Dataset
+from semsam.data.coco import CocoInstancesDataset
+from semsam.data.coco_panoptic import CocoPanopticDataset
+from semsam.data.coco_parts import CocoPartsDataset
 from semsam.data.records import SegmentationDataset
+from semsam.data.sa1b import Sa1bDataset
 
 
 class DatasetSource(Protocol):
@@ -17,7 +21,13 @@ class DatasetSource(Protocol):
     split: str
 
 
-DATASETS: dict[str, Callable[..., SegmentationDataset]] = {"bsds500": Bsds500Dataset}
+DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
+    "bsds500": Bsds500Dataset,
+    "sa1b": Sa1bDataset,
+    "coco": CocoInstancesDataset,
+    "coco_panoptic": CocoPanopticDataset,
+    "coco_parts": CocoPartsDataset,
+}
 
 
 def build_dataset(source: DatasetSource) -> SegmentationDataset:
