@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from semsam.data.bsds500 import Bsds500Dataset
 from semsam.data.records import SegmentationDataset
+from semsam.data.synthetic import SyntheticPartsDataset
 
 
 class DatasetSource(Protocol):
@@ -15,9 +16,10 @@ class DatasetSource(Protocol):
     kind: str
     root: str | Path
     split: str
+    options: dict[str, Any]  # extra keyword arguments of the dataset's constructor
 
 
-DATASETS: dict[str, Callable[..., SegmentationDataset]] = {"bsds500": Bsds500Dataset}
+DATASETS: dict[str, Callable[..., SegmentationDataset]] = {"bsds500": Bsds500Dataset, "synthetic_parts": SyntheticPartsDataset}
 
 
 def build_dataset(source: DatasetSource) -> SegmentationDataset:
@@ -28,4 +30,4 @@ def build_dataset(source: DatasetSource) -> SegmentationDataset:
     """
     if source.kind not in DATASETS:
         raise ValueError(f"unknown dataset kind {source.kind!r}; known kinds: {', '.join(sorted(DATASETS))}")
-    return DATASETS[source.kind](root=source.root, split=source.split)
+    return DATASETS[source.kind](root=source.root, split=source.split, **getattr(source, "options", {}))
