@@ -54,9 +54,10 @@ def write_config(path: Path, bsds_root: Path, *, steps: int = 4, validation: boo
     return path
 
 
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, bsds_root, monkeypatch):
-    straight = load_train_config(write_config(tmp_path / "a" / "train.toml", bsds_root))
-    interrupted = load_train_config(write_config(tmp_path / "b" / "train.toml", bsds_root))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, bsds_root, monkeypatch, precision):
+    straight = load_train_config(write_config(tmp_path / "a" / "train.toml", bsds_root, precision=precision))
+    interrupted = load_train_config(write_config(tmp_path / "b" / "train.toml", bsds_root, precision=precision))
     Trainer(config=straight).run()
 
     original_step = Trainer.train_step
