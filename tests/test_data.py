@@ -151,10 +151,10 @@ def test_bsds_errors_name_the_problem(bsds_root: Path) -> None:
 
 
 def test_build_dataset_by_kind(bsds_root: Path) -> None:
-    assert len(build_dataset(SimpleNamespace(kind="bsds500", root=str(bsds_root), split="train"))) == 2
-    known = "bsds500, coco, coco_panoptic, coco_parts, sa1b"
+    assert len(build_dataset(SimpleNamespace(kind="bsds500", root=str(bsds_root), split="train", options={}))) == 2
+    known = "bsds500, coco, coco_panoptic, coco_parts, sa1b, synthetic_parts"
     with pytest.raises(ValueError, match=f"unknown dataset kind 'nowhere'; known kinds: {known}"):
-        build_dataset(SimpleNamespace(kind="nowhere", root=str(bsds_root), split="train"))
+        build_dataset(SimpleNamespace(kind="nowhere", root=str(bsds_root), split="train", options={}))
 
 
 def test_augment_flips_and_keeps_masks_on_the_image() -> None:

@@ -73,7 +73,7 @@ def test_sa1b_reads_a_flat_folder_like_semsam_everything_writes(tmp_path: Path) 
     nested = [rect(0, 0, 40, 60), rect(0, 0, 40, 60), rect(5, 5, 20, 20)]
     nested[1][0, 0] = False  # a near-duplicate from another level
     write_sa1b(tmp_path, "photo", nested, suffix=".png")
-    record = build_dataset(SimpleNamespace(kind="sa1b", root=str(tmp_path), split="train"))[0]
+    record = build_dataset(SimpleNamespace(kind="sa1b", root=str(tmp_path), split="train", options={}))[0]
     assert record.image_id == "photo"
     assert_masks(record.masks, [nested[0], nested[2]])
 

@@ -20,6 +20,7 @@ examples:
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
   semsam train configs/bsds500_tiny.toml
   semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
+  semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
 
 Run `semsam COMMAND --help` for the options of each command."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 DESCRIPTION = """Train a model with multi-choice learning on the datasets listed in a TOML config.
 
@@ -11,7 +12,19 @@ checkpoint_every steps and when the run is interrupted), best.safetensors (best 
 1-click mIoU) and final.safetensors; metrics.jsonl logs losses and validation figures.
 Running the same command again resumes an interrupted run exactly where it stopped.
 
-example: semsam train configs/bsds500_tiny.toml"""
+Datasets that name their classes (object_names / part_names, e.g. synthetic_parts, COCO, part
+datasets) also train the object and part classification heads on their joint vocabulary; the
+exported checkpoints then label masks with those names. device = "auto" picks CUDA when available;
+precision = "auto" trains in bf16 autocast on a CPU and fp16 (with loss scaling) on CUDA.
+
+Several processes: start the same command under torchrun; each process samples different data, the
+gradients are averaged (DistributedDataParallel: gloo on CPU, nccl on GPU), and only the first
+process writes checkpoints, logs and validation results.
+
+examples:
+  semsam train configs/bsds500_tiny.toml
+  semsam train configs/synthetic_parts_tiny.toml --steps 200
+  torchrun --nproc_per_node=2 -m semsam train configs/synthetic_parts_tiny.toml"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--steps must be positive, got {args.steps}")
         config = replace(config, steps=args.steps)
     train(config)
-    print(f"done: weights in {config.output_dir}/final.safetensors (best: best.safetensors)")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"done: weights in {config.output_dir}/final.safetensors (best: best.safetensors)")
     return 0

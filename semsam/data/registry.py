@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from semsam.data.bsds500 import Bsds500Dataset
 from semsam.data.coco import CocoInstancesDataset
@@ -11,6 +11,7 @@ from semsam.data.coco_panoptic import CocoPanopticDataset
 from semsam.data.coco_parts import CocoPartsDataset
 from semsam.data.records import SegmentationDataset
 from semsam.data.sa1b import Sa1bDataset
+from semsam.data.synthetic import SyntheticPartsDataset
 
 
 class DatasetSource(Protocol):
@@ -19,6 +20,7 @@ class DatasetSource(Protocol):
     kind: str
     root: str | Path
     split: str
+    options: dict[str, Any]  # extra keyword arguments of the dataset's constructor
 
 
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
@@ -27,6 +29,7 @@ DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "coco": CocoInstancesDataset,
     "coco_panoptic": CocoPanopticDataset,
     "coco_parts": CocoPartsDataset,
+    "synthetic_parts": SyntheticPartsDataset,
 }
 
 
@@ -38,4 +41,4 @@ def build_dataset(source: DatasetSource) -> SegmentationDataset:
     """
     if source.kind not in DATASETS:
         raise ValueError(f"unknown dataset kind {source.kind!r}; known kinds: {', '.join(sorted(DATASETS))}")
-    return DATASETS[source.kind](root=source.root, split=source.split)
+    return DATASETS[source.kind](root=source.root, split=source.split, **source.options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ class DatasetSpec:
     root: str
     split: str = "train"
     weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the dataset, e.g. length
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     num_threads: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+
+
+# Settings that may change when resuming: where the run trains does not change what it learns.
+RESUMABLE_CHANGES = ("device", "num_threads")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -90,6 +97,8 @@ def _dataset(item: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
     unknown = sorted(set(item) - known)
     if unknown or "kind" not in item or "root" not in item:
         raise ValueError(f"dataset entry {item} in {path} needs 'kind' and 'root' (known keys: {', '.join(sorted(known))})")
+    if not isinstance(item.get("options", {}), dict):
+        raise ValueError(f"dataset entry {item} in {path}: 'options' must be a table, e.g. options = {{ length = 500 }}")
     return DatasetSpec(**{**item, "root": str(base / item["root"])})
 
 
@@ -99,10 +108,21 @@ def as_dict(config: TrainConfig) -> dict[str, Any]:
     for f in fields(config):
         value = getattr(config, f.name)
         if f.name == "datasets":
-            value = [vars(d) for d in value]
+            value = [_spec_dict(d) for d in value]
         elif f.name == "validation" and value is not None:
-            value = vars(value)
+            value = _spec_dict(value)
         out[f.name] = value
     return out
 
 
+def _spec_dict(spec: DatasetSpec) -> dict[str, Any]:
+    # Without empty options, so that runs saved before datasets had options still resume.
+    return {k: v for k, v in vars(spec).items() if k != "options" or v}
+
+
+def same_run(saved: dict[str, Any], config: TrainConfig) -> bool:
+    """Whether a saved `as_dict` config describes this run; keys added since it was saved count as defaults."""
+    current = as_dict(config)
+    defaults = as_dict(TrainConfig())
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+    return all(saved[k] == v for k, v in current.items() if k not in RESUMABLE_CHANGES)

@@ -16,14 +16,19 @@ from tqdm import tqdm
 
 from semsam.build import build_model
 from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
-from semsam.data import build_dataset
+from semsam.config import SemanticInfo
+from semsam.data import SegmentationRecord, build_dataset
 from semsam.data.prompts import prepare_batch
 from semsam.evaluation.click import evaluate_clicks
 from semsam.io import write_atomic
-from semsam.modeling import DecoderOutput, PromptBatch, SemanticSam
+from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor
-from semsam.training.config import TrainConfig, as_dict
+from semsam.text import TextEncoder
+from semsam.training import distributed
+from semsam.training.config import TrainConfig, as_dict, same_run
 from semsam.training.losses import LossWeights, MultiChoiceLoss
+from semsam.training.step import TrainingForward, resolve_precision, to_device
+from semsam.training.vocabulary import Vocabulary
 
 STATE_FILE = "last.pt"
 
@@ -35,19 +40,36 @@ class Trainer:
         self.config = config
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
+        self.placement = distributed.start(config.device)
         self.output = Path(config.output_dir)
-        self.output.mkdir(parents=True, exist_ok=True)
+        if self.placement.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         self.model = build_model(config.model)
         if config.init_checkpoint:
-            tensors, _, _ = read_checkpoint(config.init_checkpoint)
+            tensors, _, semantic = read_checkpoint(config.init_checkpoint)
             load_tensors(self.model, tensors, config.init_checkpoint)
+            self.model.semantic = semantic
+        self.model.to(self.placement.device)
         self.image_size = config.image_size or self.model.config.image_size
+        # The exported model runs at the size it was trained at.
+        self.model.config = replace(self.model.config, image_size=self.image_size)
         self.datasets = [build_dataset(spec) for spec in config.datasets]
         weights = np.array([spec.weight for spec in config.datasets], dtype=np.float64)
         self.dataset_probs = weights / weights.sum()
         self.validation = build_dataset(config.validation) if config.validation else None
-        self.criterion = MultiChoiceLoss(weights=LossWeights(), num_points=config.num_points)
+        self.vocabulary = Vocabulary.from_datasets(self.datasets)
+        object_text, part_text = self.vocabulary.embed(TextEncoder(), self.placement.device)
+        if self.vocabulary.labelled:
+            self.model.semantic = SemanticInfo(
+                trained=True, objects=list(self.vocabulary.objects), parts=list(self.vocabulary.parts)
+            )
+        self.precision = resolve_precision(config.precision, self.placement.device)
+        self.forward = distributed.wrap(TrainingForward(
+            model=self.model, criterion=MultiChoiceLoss(weights=LossWeights(), num_points=config.num_points),
+            object_text=object_text, part_text=part_text, precision=self.precision,
+        ), self.placement)
+        self.scaler = torch.amp.GradScaler(self.placement.device.type, enabled=self.precision == "fp16")
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
@@ -82,26 +104,32 @@ class Trainer:
         path = self.output / STATE_FILE
         if not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config"] != as_dict(self.config):
+        state = torch.load(path, map_location=self.placement.device, weights_only=False)
+        if not same_run(state["config"], self.config):
             raise ValueError(
                 f"{path} belongs to a run with a different config; use a new output_dir or delete it to restart"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.step, self.best_score = state["step"], state["best_score"]
         return True
 
     def save_state(self) -> None:
-        """Writes everything needed to continue exactly where we are, atomically."""
+        """Writes everything needed to continue exactly where we are, atomically (main process only)."""
+        if not self.placement.is_main:
+            return
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "step": self.step,
             "best_score": self.best_score,
             "config": as_dict(self.config),
+            "world_size": self.placement.world_size,
         }
         write_atomic(self.output / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
@@ -110,11 +138,17 @@ class Trainer:
         resumed = self.resume()
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.model.train()
-        bar = tqdm(total=self.config.steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
-        if resumed:
+        main = self.placement.is_main
+        bar = tqdm(total=self.config.steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True,
+                   disable=not main)
+        if resumed and main:
             bar.write(f"resumed from step {self.step}")
+        stopping = False
         try:
-            while self.step < self.config.steps and not self._stop_requested:
+            while self.step < self.config.steps:
+                stopping = distributed.any_process(self._stop_requested, self.placement)
+                if stopping:
+                    break
                 start = time.perf_counter()
                 losses = self.train_step()
                 self.step += 1
@@ -130,55 +164,57 @@ class Trainer:
                 elif self.step % self.config.checkpoint_every == 0 or last:
                     self.save_state()
         finally:
-            if self._stop_requested:
+            if stopping or self._stop_requested:
                 self.save_state()
-                bar.write(f"stopped at step {self.step}; state saved, run the same command to resume")
+                if main:
+                    bar.write(f"stopped at step {self.step}; state saved, run the same command to resume")
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        self.export(self.output / "final.safetensors")
+        if main:
+            self.export(self.output / "final.safetensors")
+        distributed.barrier(self.placement)
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stop_requested = True
 
     def train_step(self) -> dict[str, float]:
-        """One optimisation step; its randomness depends only on (seed, step), so a resumed run repeats it."""
-        rng = np.random.default_rng([self.config.seed, self.step])
-        torch.manual_seed(self.config.seed * 1_000_003 + self.step)
+        """One optimisation step; its randomness depends only on (seed, step, rank), so a resumed run repeats it."""
+        rank = self.placement.rank
+        rng = np.random.default_rng([self.config.seed, self.step] + ([rank] if rank else []))
+        torch.manual_seed(self.config.seed * 1_000_003 + self.step + rank * 1_000_000_007)
         records = [self._sample(rng) for _ in range(self.config.batch_size)]
         images, prompts, targets = prepare_batch(
             records, image_size=self.image_size, size_divisibility=self.model.config.size_divisibility,
             prompts_per_image=self.config.prompts_per_image, rng=rng, flip=self.config.flip,
             scale_range=self.config.scale_range, pad_value=self.model.config.pixel_mean,
         )
-        features = self.model.encode_image(self.model.preprocess(images))
-        if rng.random() < self.config.mask_prompt_prob:
-            prompts = self._with_mask_prompts(features, prompts)
-        output = self.model.decode(features, prompts, with_aux=True)
-        losses = self.criterion(output, targets)
+        device = self.placement.device
+        feed_back_masks = bool(rng.random() < self.config.mask_prompt_prob)
+        losses = self.forward(images.to(device), to_device(prompts, device), to_device(targets, device),
+                              feed_back_masks)
         self.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        self.scaler.scale(losses["total"]).backward()
         if self.config.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         return {name: float(value.detach()) for name, value in losses.items()}
 
-    def _with_mask_prompts(self, features: Any, prompts: PromptBatch) -> PromptBatch:
-        """Feeds each prompt's highest-scored earlier prediction back as a mask input, as a user would."""
-        with torch.no_grad():
-            first: DecoderOutput = self.model.decode(features, prompts)
-        best = first.iou_scores.argmax(-1)
-        index = best[..., None, None, None].expand(-1, -1, 1, *first.mask_logits.shape[-2:])
-        logits = first.mask_logits.gather(2, index).squeeze(2)
-        return replace(prompts, mask_inputs=logits, mask_valid=torch.ones(logits.shape[:2], dtype=torch.bool))
-
-    def _sample(self, rng: np.random.Generator):  # noqa: ANN202 - a SegmentationRecord
-        dataset = self.datasets[int(rng.choice(len(self.datasets), p=self.dataset_probs))]
-        return dataset[int(rng.integers(len(dataset)))]
+    def _sample(self, rng: np.random.Generator) -> SegmentationRecord:
+        which = int(rng.choice(len(self.datasets), p=self.dataset_probs))
+        dataset = self.datasets[which]
+        return self.vocabulary.remap(dataset[int(rng.integers(len(dataset)))], which)
 
     def validate(self, bar: tqdm) -> None:
-        """1-click metrics on the first `validation_images` validation images; keeps the best model, saves state."""
+        """1-click metrics on the first `validation_images` validation images; keeps the best model, saves state.
+
+        Only the main process validates; the others wait for it at their next gradient exchange.
+        """
+        if not self.placement.is_main:
+            return
         self.model.eval()
         metrics = evaluate_clicks(Predictor(self.model), self.validation, max_images=self.config.validation_images,
                                   progress=False)
@@ -196,6 +232,8 @@ class Trainer:
         save_checkpoint(path, self.model, self.model.config, self.model.semantic)
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.placement.is_main:
+            return
         with open(self.output / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -203,5 +241,8 @@ class Trainer:
 def train(config: TrainConfig) -> SemanticSam:
     """Runs a training job and returns the trained model."""
     trainer = Trainer(config=config)
-    trainer.run()
+    try:
+        trainer.run()
+    finally:
+        distributed.stop(trainer.placement)
     return trainer.model

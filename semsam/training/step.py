@@ -1,0 +1,110 @@
+"""One training forward pass, from a prepared batch to the losses, as a module that DistributedDataParallel can wrap."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import fields, is_dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from semsam.data.prompts import PromptTargets
+from semsam.modeling import DecoderOutput, PromptBatch, SemanticSam
+from semsam.training.losses import MultiChoiceLoss
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision to train in; "auto" means fp16 on CUDA and bf16 on CPU.
+
+    bf16 autocast is the CPU default because it measured faster: semsam_tiny at 384 px, batch 2, one thread on
+    the project's AMD EPYC (avx512_bf16), 1.60-1.66 CPU seconds per step against 2.02-2.29 in fp32
+    (benchmarks/train_step_precision.py). On a CPU without native bf16, set precision = "fp32".
+
+    Raises:
+        ValueError: an unknown name, or fp16 on a CPU (no fast fp16 kernels there: use bf16).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is unknown; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "bf16"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA device; on a CPU use 'bf16' or 'fp32'")
+    return precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed-precision autocast for a resolved precision (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Moves every tensor of a batch dataclass (PromptBatch, PromptTargets) to `device`."""
+    if isinstance(value, Tensor):
+        return value.to(device, non_blocking=True)
+    if is_dataclass(value):
+        return replace(value, **{f.name: to_device(getattr(value, f.name), device) for f in fields(value)})
+    return value
+
+
+def _to_float(output: DecoderOutput) -> DecoderOutput:
+    """Predictions in fp32, so that the losses are computed in full precision under autocast."""
+    tensors = {f.name: getattr(output, f.name).float() for f in fields(output) if f.name != "aux"}
+    return DecoderOutput(**tensors, aux=[_to_float(layer) for layer in output.aux])
+
+
+class TrainingForward(nn.Module):
+    """Model plus loss: everything that touches parameters happens in `forward`, as DDP needs.
+
+    Args:
+        model: the model being trained.
+        criterion: the multi-choice loss.
+        object_text, part_text: [V, text_dim] embeddings of the training vocabulary, or None without labels.
+        precision: a resolved precision ("fp32", "bf16" or "fp16"); the model runs under autocast, the loss in fp32.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: SemanticSam,
+        criterion: MultiChoiceLoss,
+        object_text: Tensor | None,
+        part_text: Tensor | None,
+        precision: str,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.object_text = object_text
+        self.part_text = part_text
+        self.precision = precision
+
+    def forward(self, images: Tensor, prompts: PromptBatch, targets: PromptTargets, feed_back_masks: bool) -> dict[str, Tensor]:
+        """Losses of one batch; `feed_back_masks` first predicts without gradients and feeds the best masks back."""
+        device = self.model.device
+        with autocast(self.precision, device):
+            features = self.model.encode_image(self.model.preprocess(images))
+            if feed_back_masks:
+                prompts = self._with_mask_prompts(features, prompts)
+            output = self.model.decode(features, prompts, with_aux=True)
+        labelled = self.object_text is not None or self.part_text is not None
+        return self.criterion(
+            _to_float(output), targets,
+            classifier=self.model.sem_seg_head.predictor.classify if labelled else None,
+            object_text=self.object_text, part_text=self.part_text,
+        )
+
+    def _with_mask_prompts(self, features: Any, prompts: PromptBatch) -> PromptBatch:
+        """Feeds each prompt's highest-scored earlier prediction back as a mask input, as a user would."""
+        with torch.no_grad():
+            first: DecoderOutput = self.model.decode(features, prompts)
+        best = first.iou_scores.argmax(-1)
+        index = best[..., None, None, None].expand(-1, -1, 1, *first.mask_logits.shape[-2:])
+        logits = first.mask_logits.gather(2, index).squeeze(2).float()
+        valid = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
+        return replace(prompts, mask_inputs=logits, mask_valid=valid)
