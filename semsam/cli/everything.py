@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", metavar="PATH", help="semsam checkpoint file (default: embedded weights)")
     parser.add_argument("--points-per-side", type=int, default=32, metavar="N",
                         help="prompt an N x N grid of points (default: 32; fewer is faster, coarser)")
+    parser.add_argument("--pred-iou-thresh", type=float, default=0.4, metavar="T",
+                        help="keep masks with predicted IoU >= T (default: 0.4, for the embedded model; SAM: 0.88)")
+    parser.add_argument("--stability-thresh", type=float, default=0.3, metavar="T",
+                        help="keep masks with stability score >= T (default: 0.3, for the embedded model; SAM: 0.95)")
     parser.set_defaults(func=run)
 
 
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _progress(f"loading model {args.checkpoint or args.model or DEFAULT_MODEL} ...")
     model = load_model(args.model, checkpoint=args.checkpoint)
-    generator = MaskGenerator(model, levels=levels, points_per_side=args.points_per_side, output_mode="coco_rle")
+    generator = MaskGenerator(model, levels=levels, points_per_side=args.points_per_side, output_mode="coco_rle",
+                              pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh)
     failed: list[str] = []
     for image_path in tqdm(todo, desc="segmenting everything", unit="image", disable=len(todo) == 1):
         json_path = out / f"{image_path.stem}.json"
