@@ -38,7 +38,7 @@ class Attention(nn.Module):
         # bias[q, k] = q . Rh[qh, kh] + q . Rw[qw, kw], added to the scaled dot product (unscaled q, as trained).
         rel_h = torch.einsum("bhwc,hkc->bhwk", grid_q, relative_positions(self.rel_pos_h, height))
         rel_w = torch.einsum("bhwc,wkc->bhwk", grid_q, relative_positions(self.rel_pos_w, width))
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).view(batch, self.num_heads, height * width, -1)
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(batch, self.num_heads, height * width, -1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(batch, height, width, dim))
 
