@@ -8,7 +8,7 @@ import types
 from PIL import Image
 
 
-def _standin_modules() -> dict[str, types.ModuleType]:
+def standin_modules() -> dict[str, types.ModuleType]:
     """torchvision modules with the few functions segment_anything imports; NMS is never called by these tests."""
     modules = {name: types.ModuleType(name) for name in (
         "torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
@@ -33,7 +33,7 @@ def _standin_modules() -> dict[str, types.ModuleType]:
 
 def import_segment_anything(monkeypatch) -> types.ModuleType:
     """Imports segment_anything with the stand-in torchvision in sys.modules for this test only."""
-    for name, module in _standin_modules().items():
+    for name, module in standin_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
     for name in [n for n in sys.modules if n == "segment_anything" or n.startswith("segment_anything.")]:
         monkeypatch.delitem(sys.modules, name)
