@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from semsam import MODEL_CONFIGS, Predictor, build_model, load_model
+from semsam import MODEL_CONFIGS, Predictor, Prompt, build_model, load_model
 from semsam.config import SamConfig
 from tests.sam_reference import import_segment_anything
 
@@ -111,3 +111,13 @@ def test_official_key_lists(monkeypatch, name):
         ours = build_model(name)
     expected = {key: tuple(t.shape) for key, t in reference.state_dict().items()}
     assert {key: tuple(t.shape) for key, t in ours.state_dict().items()} == expected
+
+
+def test_a_mixed_batch_answers_each_prompt_as_if_alone(pair):
+    _, predictor = pair
+    prompts = [Prompt(**kwargs) for kwargs in PROMPTS.values()]
+    batch = predictor.predict_batch(prompts)
+    for prompt, result in zip(prompts, batch):
+        alone = predictor.predict(points=prompt.points, labels=prompt.labels, box=prompt.box)
+        np.testing.assert_allclose(result.logits, alone.logits, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(result.scores, alone.scores, rtol=0, atol=1e-6)
