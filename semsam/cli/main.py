@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from semsam.checkpoint import CheckpointError
-from semsam.cli import evaluate, everything, segment, train
+from semsam.cli import convert, evaluate, everything, segment, train
 
-COMMANDS = (segment, train, evaluate, everything)
+COMMANDS = (segment, train, evaluate, convert, everything)
 
 DESCRIPTION = """semsam: segment and recognise anything at any granularity.
 
@@ -20,6 +20,7 @@ examples:
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
   semsam train configs/bsds500_tiny.toml
   semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
+  semsam convert sam_vit_b sam_vit_b_01ec64.pth
   semsam everything photos/ --levels 1,3,6 --out annotations
 
 Run `semsam COMMAND --help` for the options of each command."""
