@@ -33,7 +33,7 @@ def test_masks_match_the_reference_generator(tmp_path, monkeypatch):
     expected = sam.SamAutomaticMaskGenerator(reference, **settings).generate(image)
     expected = [m for m in expected if m["area"] > 0]
     ours = MaskGenerator(load_model("sam_small_test", checkpoint=path), levels=(1, 2, 3),
-                         **dict(settings, pred_iou_thresh=-10.0)).generate(image)
+                         **dict(settings, pred_iou_thresh=float("-inf"))).generate(image)
     assert len(ours) == len(expected) > 20
     unmatched = list(range(len(ours)))
     for mask in expected:

@@ -72,7 +72,7 @@ class MaskGenerator:
         levels: which granularity levels to produce (1 = finest ... K = coarsest).
         points_per_side: the prompt grid is points_per_side x points_per_side on the whole image.
         points_per_batch: prompts decoded together; results do not depend on it, only speed and memory do.
-        pred_iou_thresh: keep masks whose predicted IoU is at least this.
+        pred_iou_thresh: keep masks whose predicted IoU is above this.
         stability_score_thresh: keep masks whose stability score is at least this.
         stability_score_offset: logit offset of the stability score (area(> +offset) / area(> -offset)).
         box_nms_thresh: box IoU above which the lower-scored of two masks of the same level is dropped.
@@ -200,7 +200,7 @@ class MaskGenerator:
         logits = low.logits[prompt_index, tokens]
         scores = low.scores[prompt_index, tokens]
         stability = stability_scores(logits[..., :valid_h, :valid_w], self.stability_score_offset)
-        keep = (scores >= self.pred_iou_thresh) & (stability >= self.stability_score_thresh)
+        keep = (scores > self.pred_iou_thresh) & (stability >= self.stability_score_thresh)
         prompt_index, tokens, level = prompt_index[keep], tokens[keep], level[keep]
         logits, scores, stability = logits[keep], scores[keep], stability[keep]
         masks = self.predictor.upsample_logits(logits) > 0

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--points-per-side", type=int, default=32, metavar="N",
                         help="prompt an N x N grid of points (default: 32; fewer is faster, coarser)")
     parser.add_argument("--pred-iou-thresh", type=float, default=0.4, metavar="T",
-                        help="keep masks with predicted IoU >= T (default: 0.4, for the embedded model; SAM: 0.88)")
+                        help="keep masks with predicted IoU > T (default: 0.4, for the embedded model; SAM: 0.88)")
     parser.add_argument("--stability-thresh", type=float, default=0.3, metavar="T",
                         help="keep masks with stability score >= T (default: 0.3, for the embedded model; SAM: 0.95)")
     parser.set_defaults(func=run)
