@@ -15,6 +15,7 @@ from semsam.automatic.masks import (
 from semsam.build import ASSETS, load_model
 from semsam.image import read_image
 from semsam.io import rle_to_mask
+from semsam.visualize import label_map_overlay
 from semsam.predictor import Predictor, Prompt
 
 # The random test model predicts negative IoUs: keep everything unless a test says otherwise.
@@ -219,3 +220,17 @@ def test_bad_arguments(small_model, scene):
         MaskGenerator(small_model, levels=(7,), points_per_side=1).generate(scene)
     with pytest.raises(ValueError, match="HxWx3|image"):
         MaskGenerator(small_model, points_per_side=1).generate(np.zeros((4, 4, 7), np.uint8))
+
+
+def test_label_map_overlay():
+    image = np.full((10, 12, 3), 100, np.uint8)
+    label_map = np.zeros((10, 12), np.int32)
+    label_map[2:6, 2:6] = 3
+    label_map[2:6, 6:10] = 8
+    out = label_map_overlay(image, label_map)
+    assert np.array_equal(out[0, 0], image[0, 0]), "pixels outside every segment keep their colour"
+    assert not np.array_equal(out[4, 4], out[4, 8]), "neighbouring segments get different colours"
+    assert np.array_equal(out[3, 3], out[4, 4]), "one segment, one colour"
+    assert np.array_equal(out[4, 6], [255, 255, 255]), "segment boundaries are traced"
+    with pytest.raises(ValueError, match="does not match"):
+        label_map_overlay(image, label_map[:5])
