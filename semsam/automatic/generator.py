@@ -156,7 +156,9 @@ class MaskGenerator:
                                    overlap_ratio=self.crop_overlap_ratio)
         found = _Candidates.concat([self._crop_candidates(rgb, box, layer) for box, layer in zip(boxes, layers)])
         if len(boxes) > 1 and len(found.rles):
-            crop_area = (found.crop_boxes[:, 2] - found.crop_boxes[:, 0]) * (found.crop_boxes[:, 3] - found.crop_boxes[:, 1])
+            crops = found.crop_boxes
+            crop_area = (crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1])
+            # Duplicates between crops: the mask from the smaller crop (the more detailed view) wins.
             found = found.select(grouped_nms(found.boxes, 1.0 / crop_area, found.levels, self.crop_nms_thresh))
         if self.min_mask_region_area > 0 and len(found.rles):
             found = self._clean(found)
@@ -177,10 +179,13 @@ class MaskGenerator:
         found, logits = _Candidates.concat(kept), torch.cat(logits)
         index = grouped_nms(found.boxes, found.scores, found.levels, self.box_nms_thresh)
         found, logits = found.select(index), logits[index]
-        masks = self.predictor.upsample_logits(logits) > 0
-        full = torch.zeros(len(masks), *rgb.shape[:2], dtype=torch.bool)
-        full[:, y0:y1, x0:x1] = masks
-        found.rles = encode_rle(full.numpy())
+        found.rles = []
+        # In batches, so that only points_per_batch full-size masks are ever held at once.
+        for start in range(0, len(logits), self.points_per_batch):
+            masks = self.predictor.upsample_logits(logits[start : start + self.points_per_batch]) > 0
+            full = torch.zeros(len(masks), *rgb.shape[:2], dtype=torch.bool)
+            full[:, y0:y1, x0:x1] = masks
+            found.rles.extend(encode_rle(full.numpy()))
         return found
 
     def _batch_candidates(
@@ -209,7 +214,8 @@ class MaskGenerator:
         areas = mask_areas(masks)
         keep = (areas > 0) & ~_near_crop_edge(boxes, box, image_size)
         prompt_index, tokens = prompt_index[keep], tokens[keep]
-        labels = [None if low.labels is None else low.labels[p][t] for p, t in zip(prompt_index.tolist(), tokens.tolist())]
+        pairs = zip(prompt_index.tolist(), tokens.tolist())
+        labels = [None if low.labels is None else low.labels[p][t] for p, t in pairs]
         found = _Candidates(
             rles=[None] * int(keep.sum()), boxes=boxes[keep], areas=areas[keep], scores=scores[keep],
             stability=stability[keep], levels=level[keep],
