@@ -174,6 +174,8 @@ def test_levels_subset_and_filters(masks, small_model, scene):
     assert {m.level for m in coarse} == {3, 6}
     key = [(m.level, m.point_coords, m.area) for m in masks if m.level in (3, 6)]
     assert [(m.level, m.point_coords, m.area) for m in coarse] == key
+    every = MaskGenerator(small_model, points_per_side=4, levels=None, **KEEP_ALL).generate(scene)
+    assert [(m.level, m.area) for m in every] == [(m.level, m.area) for m in masks], "None means all K levels"
     strict = MaskGenerator(small_model, points_per_side=4, pred_iou_thresh=-10.0, stability_score_thresh=0.5)
     assert all(m.stability_score >= 0.5 for m in strict.generate(scene))
     assert len(strict.generate(scene)) < len(masks)

@@ -69,7 +69,7 @@ class MaskGenerator:
 
     Args:
         model: a model that `semsam.Predictor` accepts.
-        levels: which granularity levels to produce (1 = finest ... K = coarsest).
+        levels: which granularity levels to produce (1 = finest ... K = coarsest); None: all K of the model.
         points_per_side: the prompt grid is points_per_side x points_per_side on the whole image.
         points_per_batch: prompts decoded together; results do not depend on it, only speed and memory do.
         pred_iou_thresh: keep masks whose predicted IoU is above this.
@@ -90,7 +90,7 @@ class MaskGenerator:
         self,
         model: torch.nn.Module,
         *,
-        levels: Sequence[int] = (1, 2, 3, 4, 5, 6),
+        levels: Sequence[int] | None = (1, 2, 3, 4, 5, 6),
         points_per_side: int = 32,
         points_per_batch: int = 64,
         pred_iou_thresh: float = 0.4,
@@ -107,8 +107,8 @@ class MaskGenerator:
         objects: str | Sequence[str] | None = None,
         parts: str | Sequence[str] | None = None,
     ) -> None:
-        levels = tuple(int(level) for level in levels)
-        if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
+        levels = None if levels is None else tuple(int(level) for level in levels)
+        if levels is not None and (not levels or min(levels) < 1 or len(set(levels)) != len(levels)):
             raise ValueError(f"levels must be distinct integers from 1 (finest) upwards, got {levels}")
         if points_per_side < 1 or points_per_batch < 1:
             raise ValueError(f"points_per_side and points_per_batch must be positive, got {points_per_side}, "
@@ -124,7 +124,7 @@ class MaskGenerator:
             if not 0 < value <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {value}")
         self.predictor = Predictor(model, objects=objects, parts=parts)
-        self.levels = tuple(sorted(levels))
+        self.levels = None if levels is None else tuple(sorted(levels))
         self.points_per_side = points_per_side
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
@@ -194,14 +194,15 @@ class MaskGenerator:
         """Decodes one batch of prompts and keeps the masks that pass the filters, with their low-res logits."""
         low = self.predictor.predict_low_res([Prompt(points=[point]) for point in points])
         count = low.logits.shape[1]
-        if self.levels[-1] > count:
+        levels = self.levels or tuple(range(1, count + 1))
+        if levels[-1] > count:
             raise ValueError(f"this model gives {count} masks per prompt, so levels must be 1..{count}; "
-                             f"got {list(self.levels)}")
+                             f"got {list(levels)}")
         valid_h, valid_w = low.valid_size
         areas = mask_areas(low.logits[..., :valid_h, :valid_w] > 0)
-        tokens = torch.argsort(areas, dim=1, stable=True)[:, [level - 1 for level in self.levels]]
+        tokens = torch.argsort(areas, dim=1, stable=True)[:, [level - 1 for level in levels]]
         prompt_index = torch.arange(len(points))[:, None].expand_as(tokens)
-        level = torch.tensor(self.levels)[None].expand_as(tokens)
+        level = torch.tensor(levels)[None].expand_as(tokens)
         logits = low.logits[prompt_index, tokens]
         scores = low.scores[prompt_index, tokens]
         stability = stability_scores(logits[..., :valid_h, :valid_w], self.stability_score_offset)

@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("input", metavar="IMAGE|FOLDER", help="an image file, or a folder of images (not recursive)")
-    parser.add_argument("--levels", default="1,2,3,4,5,6", metavar="L,L,...",
-                        help="granularity levels to produce, 1 = finest ... 6 = coarsest (default: all)")
+    parser.add_argument("--levels", metavar="L,L,...",
+                        help="granularity levels to produce, 1 = finest ... 6 = coarsest (default: all the model "
+                        "gives: 6 for Semantic-SAM, 3 for SAM)")
     parser.add_argument("--out", default="semsam_everything", metavar="DIR",
                         help="output folder (default: semsam_everything)")
     parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from semsam.build import load_model
     from semsam.image import read_image
 
-    levels = parse_levels(args.levels)
+    levels = None if args.levels is None else parse_levels(args.levels)
     if args.points_per_side < 1:
         raise ValueError(f"--points-per-side must be positive, got {args.points_per_side}")
     source = Path(args.input)
