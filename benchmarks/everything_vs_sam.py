@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semsam import load_model, read_image
+from semsam import MODEL_CONFIGS, load_model, read_image
 from semsam.automatic import MaskGenerator
 from semsam.automatic.masks import grouped_nms
 from tests.sam_reference import standin_modules
+from tests.test_sam_parity import _reference_model as reference_model
 
 DEFAULT_IMAGE = "../shared/data/bsds500/images/val/101085.jpg"
 
@@ -55,15 +56,12 @@ def main() -> None:
     parser.add_argument("--box-nms-thresh", type=float, default=0.7)
     args = parser.parse_args()
     sys.modules.update(standin_modules())
-    from segment_anything import SamAutomaticMaskGenerator, automatic_mask_generator, sam_model_registry
+    import segment_anything
+    from segment_anything import SamAutomaticMaskGenerator, automatic_mask_generator
 
     automatic_mask_generator.batched_nms = lambda boxes, scores, groups, iou_threshold: grouped_nms(
         boxes, scores, groups, iou_threshold)
-    torch.manual_seed(0)
-    reference = sam_model_registry["vit_b"]().eval()
-    with torch.no_grad():
-        for tensor in reference.state_dict().values():
-            tensor.add_(torch.randn_like(tensor) * 0.02)  # rel-pos tables and pos_embed start at zero
+    reference = reference_model(segment_anything, MODEL_CONFIGS["sam_vit_b"])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "sam_vit_b_random.pth"
         torch.save(reference.state_dict(), path)
