@@ -24,9 +24,13 @@ def stability_scores(logits: torch.Tensor, offset: float) -> torch.Tensor:
     return torch.where(outer > 0, inner / outer.clamp(min=1), torch.zeros_like(inner, dtype=torch.float32)).float()
 
 
+# Counting and any() over bool masks run in numpy: on CPU it is 5-30x faster than torch's reductions for bools.
+
+
 def mask_areas(masks: torch.Tensor) -> torch.Tensor:
-    """Pixel count of each bool mask [..., H, W] (summing bytes: about twice as fast as summing bools)."""
-    return masks.contiguous().view(torch.uint8).flatten(-2).sum(-1, dtype=torch.int64)
+    """Pixel count [...] of each bool mask [..., H, W]."""
+    flat = masks.contiguous().numpy().reshape(*masks.shape[:-2], masks.shape[-2] * masks.shape[-1])
+    return torch.from_numpy(np.count_nonzero(flat, axis=-1).astype(np.int64))
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
@@ -40,7 +44,8 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     """
     if masks.shape[0] == 0:
         return torch.zeros(0, 4)
-    rows, cols = masks.any(2), masks.any(1)
+    array = masks.contiguous().numpy()
+    rows, cols = torch.from_numpy(array.any(2)), torch.from_numpy(array.any(1))
     height, width = masks.shape[1:]
 
     def extent(present: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
