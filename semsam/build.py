@@ -1,33 +1,47 @@
-"""Building models from the registry and loading checkpoints: the embedded default or a file."""
+"""Building models from the registry and loading checkpoints: embedded, downloaded, official .pth or semsam."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from semsam.checkpoint import CheckpointError, load_tensors, read_checkpoint
-from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS, SemanticInfo
+from semsam.checkpoint import CheckpointError, load_tensors, read_checkpoint, read_official, resolve_aliases
+from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS, ModelConfig, SamConfig, SemanticInfo
+from semsam.download import OFFICIAL_FILES, fetch_official
 from semsam.modeling import SemanticSam
+from semsam.modeling.sam import Sam
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EMBEDDED_CHECKPOINTS = {DEFAULT_MODEL: ASSETS / f"{DEFAULT_MODEL}.safetensors"}
+OFFICIAL_SUFFIXES = (".pth", ".pt")
+# Keys the released Semantic-SAM files lack: the untrained head's logit scale keeps its initial value.
+OFFICIAL_ABSENT_KEYS = ("sem_seg_head.predictor.logit_scale",)
 
 
-def build_model(name: str) -> SemanticSam:
+def model_from_config(config: ModelConfig, semantic: SemanticInfo | None = None) -> SemanticSam | Sam:
+    """A randomly initialised model of the config's architecture."""
+    model_cls = Sam if isinstance(config, SamConfig) else SemanticSam
+    return model_cls(config=config, semantic=semantic)
+
+
+def build_model(name: str) -> SemanticSam | Sam:
     """A randomly initialised model of a registered size."""
-    if name not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_CONFIGS))}")
-    return SemanticSam(config=MODEL_CONFIGS[name])
+    _check_name(name)
+    return model_from_config(MODEL_CONFIGS[name])
 
 
-def load_model(name: str | None = None, *, checkpoint: str | Path | None = None, device: str = "cpu") -> SemanticSam:
+def load_model(
+    name: str | None = None, *, checkpoint: str | Path | None = None, device: str = "cpu"
+) -> SemanticSam | Sam:
     """Loads a model ready for inference.
 
     Args:
         name: a registered model (`semsam.MODEL_CONFIGS`); None means the checkpoint's own config, or the
             embedded default when no checkpoint is given either.
-        checkpoint: a semsam safetensors file; None loads the model's embedded checkpoint.
+        checkpoint: a semsam safetensors file or an official `.pth` release; None loads the model's embedded
+            weights, or downloads its official release into the cache (`semsam.download.checkpoint_dir()`).
         device: where to put the model.
 
     Returns:
@@ -36,27 +50,63 @@ def load_model(name: str | None = None, *, checkpoint: str | Path | None = None,
     Raises:
         ValueError: unknown name, or no checkpoint available for it.
         CheckpointError: unreadable file, or tensors that do not match the config.
+        DownloadError: the official file could not be downloaded or failed its checksum.
     """
-    if name is not None and name not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_CONFIGS))}")
+    if name is not None:
+        _check_name(name)
     if checkpoint is None:
         name = name or DEFAULT_MODEL
-        if name not in EMBEDDED_CHECKPOINTS:
-            raise ValueError(f"model {name!r} has no embedded weights: pass checkpoint=PATH to a semsam checkpoint")
-        checkpoint = EMBEDDED_CHECKPOINTS[name]
-        if not checkpoint.is_file():
-            raise CheckpointError(f"the embedded checkpoint {checkpoint} is missing: reinstall semsam")
+        if name in OFFICIAL_FILES:
+            checkpoint = fetch_official(name)
+        elif name in EMBEDDED_CHECKPOINTS:
+            checkpoint = EMBEDDED_CHECKPOINTS[name]
+            if not checkpoint.is_file():
+                raise CheckpointError(f"the embedded checkpoint {checkpoint} is missing: reinstall semsam")
+        else:
+            raise ValueError(f"model {name!r} has no embedded or official weights: pass checkpoint=PATH")
+    if Path(checkpoint).suffix in OFFICIAL_SUFFIXES:
+        model = load_official(name, checkpoint)
+    else:
+        model = _load_semsam(name, checkpoint)
+    return model.to(torch.device(device)).eval()
+
+
+def load_official(name: str | None, checkpoint: str | Path) -> SemanticSam | Sam:
+    """A registered model with the weights of an official `.pth` file, every key and shape checked."""
+    if name is None:
+        raise ValueError(
+            f"{checkpoint} is an official .pth file, which carries no config: name its model, e.g. "
+            f"load_model('sam_vit_b', checkpoint=...) (known: {', '.join(sorted(MODEL_CONFIGS))})"
+        )
+    model = build_model(name)
+    tensors = resolve_aliases(model, read_official(checkpoint), str(checkpoint))
+    own = model.state_dict()
+    for key in OFFICIAL_ABSENT_KEYS:
+        if key in own and key not in tensors:
+            tensors[key] = own[key]
+    load_tensors(model, tensors, str(checkpoint))
+    return model
+
+
+def _load_semsam(name: str | None, checkpoint: str | Path) -> nn.Module:
     tensors, file_config, semantic = read_checkpoint(checkpoint)
     config = MODEL_CONFIGS[name] if name is not None else file_config
     if name is not None and file_config != config:
+        if type(file_config) is not type(config):
+            raise CheckpointError(f"checkpoint {checkpoint} holds a {type(file_config).__name__}, not {name!r}")
         differing = [key for key, value in config.to_dict().items() if file_config.to_dict()[key] != value]
         raise CheckpointError(
             f"checkpoint {checkpoint} was written for a different config than {name!r} (differs in: "
             f"{', '.join(differing)}); load it with load_model(checkpoint=PATH) to use its own config"
         )
-    model = SemanticSam(config=config, semantic=semantic)
+    model = model_from_config(config, semantic)
     load_tensors(model, tensors, str(checkpoint))
-    return model.to(torch.device(device)).eval()
+    return model
 
 
-__all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_model"]
+def _check_name(name: str) -> None:
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_CONFIGS))}")
+
+
+__all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_model", "load_official", "model_from_config"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,10 +12,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from semsam.config import SemanticInfo, SemanticSamConfig
+from semsam.config import ARCHITECTURES, ModelConfig, SemanticInfo, architecture_of
 from semsam.io import write_atomic
 
-FORMAT_VERSION = "1"
+# Version 2 keys the pixel decoder's input_proj as the official files do (res5, res4, res3, extra level).
+FORMAT_VERSION = "2"
+INPUT_PROJ_V1_TO_V2 = {"input_proj.0.": "input_proj.2.", "input_proj.2.": "input_proj.0."}
 
 
 class CheckpointError(ValueError):
@@ -28,19 +31,20 @@ def model_tensors(model: nn.Module) -> dict[str, Tensor]:
     return {name: tensor for name, tensor in named if name in saved}
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: SemanticSamConfig, semantic: SemanticInfo) -> None:
+def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, semantic: SemanticInfo) -> None:
     """Writes the model atomically: a kill mid-write leaves any earlier file intact."""
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model_tensors(model).items()}
     metadata = {
         "format": "semsam",
         "format_version": FORMAT_VERSION,
+        "architecture": architecture_of(config),
         "config": json.dumps(config.to_dict()),
         "semantic": json.dumps(asdict(semantic)),
     }
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], SemanticSamConfig, SemanticInfo]:
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], ModelConfig, SemanticInfo]:
     """Reads tensors, config and semantic info from a semsam safetensors file."""
     path = Path(path)
     if not path.is_file():
@@ -53,12 +57,66 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], SemanticSamCon
         raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
     if metadata.get("format") != "semsam" or "config" not in metadata:
         raise CheckpointError(f"{path} has no semsam metadata (config); was it written by semsam.save_checkpoint?")
+    architecture = metadata.get("architecture", "semantic_sam")
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{path} is for an unknown architecture {architecture!r} (known: {sorted(ARCHITECTURES)})")
     try:
-        config = SemanticSamConfig.from_dict(json.loads(metadata["config"]))
+        config = ARCHITECTURES[architecture].from_dict(json.loads(metadata["config"]))
         semantic = SemanticInfo(**json.loads(metadata.get("semantic", "{}")))
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid config: {error}") from error
+    if metadata.get("format_version") == "1":
+        tensors = {_rename_v1(name): tensor for name, tensor in tensors.items()}
     return tensors, config, semantic
+
+
+def _rename_v1(name: str) -> str:
+    for old, new in INPUT_PROJ_V1_TO_V2.items():
+        if f"pixel_decoder.{old}" in name:
+            return name.replace(f"pixel_decoder.{old}", f"pixel_decoder.{new}")
+    return name
+
+
+def read_official(path: str | Path) -> dict[str, Tensor]:
+    """The state dict of an official `.pth` release (SAM or Semantic-SAM), read with `weights_only=True`.
+
+    An outer `"model"` dict and `model.` key prefixes (Semantic-SAM) are removed, and the training-only
+    `criterion.empty_weight` is dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from error
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    if not isinstance(data, dict) or not all(isinstance(t, Tensor) for t in data.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    tensors = {name.removeprefix("model."): tensor for name, tensor in data.items()}
+    tensors.pop("criterion.empty_weight", None)
+    return tensors
+
+
+def resolve_aliases(model: nn.Module, tensors: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Keeps one tensor per module shared under several names (the official files store every alias).
+
+    Raises:
+        CheckpointError: when two aliases of one tensor hold different values.
+    """
+    canonical = {id(t): name for name, t in model_tensors(model).items()}
+    resolved = dict(tensors)
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        first = canonical.get(id(tensor))
+        if first is None or first == name or name not in resolved:
+            continue
+        alias = resolved.pop(name)
+        if first not in resolved:
+            resolved[first] = alias
+        elif resolved[first].shape != alias.shape or not torch.equal(resolved[first], alias):
+            raise CheckpointError(f"checkpoint {source}: {name} should equal {first} (the same module) but differs")
+    return resolved
 
 
 def load_tensors(model: nn.Module, tensors: dict[str, Tensor], source: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Union
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,44 @@ class SemanticSamConfig:
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class SamConfig:
+    """A Segment Anything model: ViT image encoder, prompt encoder and two-way mask decoder."""
+
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    window_size: int = 14
+    patch_size: int = 16
+    image_size: int = 1024
+    prompt_embed_dim: int = 256
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    num_multimask_outputs: int = 3
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SamConfig":
+        """Rebuilds a config from `to_dict` output, naming any unknown field."""
+        return _build_section(cls, data, "sam")
+
+
+ModelConfig = Union[SemanticSamConfig, SamConfig]
+ARCHITECTURES: dict[str, type] = {"semantic_sam": SemanticSamConfig, "sam": SamConfig}
+
+
+def architecture_of(config: ModelConfig) -> str:
+    """The architecture name a config belongs to ("semantic_sam" or "sam")."""
+    return next(name for name, config_cls in ARCHITECTURES.items() if isinstance(config, config_cls))
+
+
 def _build_section(section_cls: type, values: dict[str, Any], name: str) -> Any:
     unknown = set(values) - set(section_cls.__dataclass_fields__)
     if unknown:
@@ -94,7 +132,7 @@ class SemanticInfo:
 
 TEXT_DIM_MINILM = 384
 
-MODEL_CONFIGS: dict[str, SemanticSamConfig] = {
+MODEL_CONFIGS: dict[str, ModelConfig] = {
     "semsam_tiny": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16), window_size=7),
         pixel_decoder=PixelDecoderConfig(
@@ -116,6 +154,13 @@ MODEL_CONFIGS: dict[str, SemanticSamConfig] = {
     ),
     "semantic_sam_l": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+    ),
+    "sam_vit_b": SamConfig(),
+    "sam_vit_l": SamConfig(
+        encoder_embed_dim=1024, encoder_depth=24, encoder_num_heads=16, global_attn_indexes=(5, 11, 17, 23)
+    ),
+    "sam_vit_h": SamConfig(
+        encoder_embed_dim=1280, encoder_depth=32, encoder_num_heads=16, global_attn_indexes=(7, 15, 23, 31)
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from semsam.image import as_rgb_uint8
-from semsam.modeling import PromptBatch, SemanticSam
-from semsam.modeling.common import mask_logits_to_boxes
+from semsam.modeling import DecoderOutput, SemanticSam
+from semsam.modeling.sam import Sam, SamOutput
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
 
 MAX_PROMPTS_PER_PASS = 64
@@ -56,17 +57,30 @@ class Prediction:
     labels: list[MaskLabel] | None  # None when the model's classification heads were never trained
 
 
+@dataclass
+class LowResPrediction:
+    """K masks per prompt before upsampling, in the model's token order (not sorted by area).
+
+    Map `logits` to original pixels with `Predictor.upsample_logits`.
+    """
+
+    logits: torch.Tensor  # float [N, K, h, w], low-resolution logits over the padded model input
+    scores: torch.Tensor  # float [N, K], predicted IoU
+    labels: list[list[MaskLabel]] | None  # N lists of K labels; None when the heads were never trained
+    valid_size: tuple[int, int]  # (h, w) of the top-left part of `logits` that covers the image; the rest is padding
+
+
 class Predictor:
     """Wraps a model for repeated prompting on one image at a time.
 
     Args:
-        model: a `SemanticSam`, e.g. from `semsam.load_model()`.
+        model: a `SemanticSam` or a `Sam`, e.g. from `semsam.load_model()`.
         objects, parts: vocabularies to label masks with; default: what the heads were trained on, else a
             generic list. Ignored (labels are None) when the heads were never trained.
     """
 
     def __init__(
-        self, model: SemanticSam, *, objects: str | Sequence[str] | None = None, parts: str | Sequence[str] | None = None
+        self, model: SemanticSam | Sam, *, objects: str | Sequence[str] | None = None, parts: str | Sequence[str] | None = None
     ) -> None:
         self.model = model.eval()
         self._text_encoder = TextEncoder()
@@ -108,12 +122,17 @@ class Predictor:
         labels: Sequence[int] | np.ndarray | None = None,
         box: Sequence[float] | np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
+        multimask: bool = True,
     ) -> Prediction:
-        """K masks for one prompt: clicks, a box, a mask input, or any combination."""
-        return self.predict_batch([Prompt(points=points, labels=labels, box=box, mask_input=mask_input)])[0]
+        """K masks for one prompt: clicks, a box, a mask input, or any combination.
+
+        Without `multimask`, one mask: SAM's single-mask output, or Semantic-SAM's highest predicted-IoU mask.
+        """
+        prompt = Prompt(points=points, labels=labels, box=box, mask_input=mask_input)
+        return self.predict_batch([prompt], multimask=multimask)[0]
 
     @torch.inference_mode()
-    def predict_batch(self, prompts: Sequence[Prompt]) -> list[Prediction]:
+    def predict_batch(self, prompts: Sequence[Prompt], *, multimask: bool = True) -> list[Prediction]:
         """Answers many independent prompts on the current image; each result is as if asked alone."""
         if self._features is None:
             raise RuntimeError("call set_image(image) before predicting")
@@ -122,8 +141,50 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
             chunk = prompts[start : start + MAX_PROMPTS_PER_PASS]
-            results.extend(self._predict_chunk([self._validate(p) for p in chunk]))
+            results.extend(self._predict_chunk([self._validate(p) for p in chunk], multimask))
         return results
+
+    @torch.inference_mode()
+    def predict_low_res(self, prompts: Sequence[Prompt]) -> LowResPrediction:
+        """Like `predict_batch`, but stops before upsampling, so that callers can reject masks cheaply first.
+
+        Args:
+            prompts: independent prompts on the current image; each result is as if asked alone.
+
+        Returns:
+            Low-resolution logits, predicted IoUs and labels of all K masks per prompt.
+        """
+        if self._features is None:
+            raise RuntimeError("call set_image(image) before predicting")
+        if len(prompts) == 0:
+            raise ValueError("predict_low_res needs at least one prompt")
+        logits, scores, labels = [], [], []
+        for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
+            chunk = [self._validate(p) for p in prompts[start : start + MAX_PROMPTS_PER_PASS]]
+            output = self._decode(chunk, multimask=True)
+            logits.append(output.mask_logits[0].float())
+            scores.append(output.iou_scores[0].float())
+            objects, parts = self._probabilities(output)
+            if objects is not None:
+                order = list(range(objects.shape[1]))
+                labels.extend(self._mask_labels((objects[i], parts[i]), order) for i in range(len(chunk)))
+        input_h, input_w = self._input_size
+        return LowResPrediction(logits=torch.cat(logits), scores=torch.cat(scores),
+                                labels=labels if self.labels_available else None,
+                                valid_size=(math.ceil(input_h / 4), math.ceil(input_w / 4)))
+
+    @torch.inference_mode()
+    def upsample_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Maps low-resolution logits [..., h, w] of the current image to its original pixels [..., H, W]."""
+        if self._original_size is None:
+            raise RuntimeError("call set_image(image) before upsampling")
+        input_h, input_w = self._input_size
+        lead = logits.shape[:-2]
+        flat = logits.reshape(-1, 1, *logits.shape[-2:])
+        padded = tuple(4 * s for s in logits.shape[-2:])
+        upsampled = F.interpolate(flat, size=padded, mode="bilinear", align_corners=False)[..., :input_h, :input_w]
+        upsampled = F.interpolate(upsampled, size=self._original_size, mode="bilinear", align_corners=False)
+        return upsampled.reshape(*lead, *self._original_size)
 
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
@@ -148,7 +209,7 @@ class Predictor:
             if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
                 raise ValueError(f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}")
         mask = None if prompt.mask_input is None else np.asarray(prompt.mask_input, np.float32)
-        expected = tuple(self._features.mask_features.shape[-2:])
+        expected = tuple(self.model.mask_input_size(self._features))
         if mask is not None:
             mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
             if mask.shape != expected:
@@ -157,86 +218,47 @@ class Predictor:
             raise ValueError("empty prompt: give at least one positive point, a box or a mask input")
         return Prompt(points=points, labels=labels, box=box, mask_input=mask)
 
-    def _predict_chunk(self, prompts: list[Prompt]) -> list[Prediction]:
-        batch = self._prompt_batch(prompts)
-        output = self.model.decode(self._features, batch)
-        objects = parts = None
-        if self.labels_available:
-            object_text, part_text = self._embeddings()
-            head = self.model.sem_seg_head.predictor
-            objects = head.classify(output.object_embeddings[0], object_text).softmax(-1)
-            parts = head.classify(output.part_embeddings[0], part_text).softmax(-1)
+    def _predict_chunk(self, prompts: list[Prompt], multimask: bool) -> list[Prediction]:
+        output = self._decode(prompts, multimask)
+        objects, parts = self._probabilities(output)
         return [
             self._postprocess(output.mask_logits[0, i], output.iou_scores[0, i],
                               None if objects is None else (objects[i], parts[i]))
             for i in range(len(prompts))
         ]
 
-    def _prompt_batch(self, prompts: list[Prompt]) -> PromptBatch:
-        device = self.model.device
-        padded_h, padded_w = (4 * s for s in self._features.mask_features.shape[-2:])
+    def _decode(self, prompts: list[Prompt], multimask: bool) -> DecoderOutput | SamOutput:
         (input_h, input_w), (height, width) = self._input_size, self._original_size
-        to_unit = np.array([input_w / width / padded_w, input_h / height / padded_h], np.float32)
-        click = self.model.sem_seg_head.predictor.click_size
-        anchors, is_box, extra = [], [], []
-        for prompt in prompts:
-            points, labels = prompt.points, prompt.labels
-            if prompt.box is not None:
-                (x0, y0), (x1, y1) = prompt.box[:2] * to_unit, prompt.box[2:] * to_unit
-                anchors.append([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])
-                is_box.append(True)
-            elif (labels == 1).any():
-                first = int(np.argmax(labels == 1))
-                cx, cy = (points[first] + 0.5) * to_unit
-                anchors.append([cx, cy, click, click])
-                is_box.append(False)
-                keep = np.arange(len(points)) != first
-                points, labels = points[keep], labels[keep]
-            else:
-                mask = torch.from_numpy(prompt.mask_input)
-                anchors.append(mask_logits_to_boxes(mask).tolist())
-                is_box.append(True)
-            extra.append(((points + 0.5) * to_unit, labels))
-        count = max(len(p) for p, _ in extra)
-        points = torch.zeros(1, len(prompts), count, 2)
-        point_labels = torch.full((1, len(prompts), count), -1, dtype=torch.long)
-        for i, (p, lab) in enumerate(extra):
-            points[0, i, : len(p)] = torch.from_numpy(p)
-            point_labels[0, i, : len(lab)] = torch.from_numpy(lab)
-        masks = [p.mask_input for p in prompts]
-        mask_inputs = mask_valid = None
-        if any(m is not None for m in masks):
-            shape = self._features.mask_features.shape[-2:]
-            mask_inputs = torch.stack([torch.zeros(shape) if m is None else torch.from_numpy(m) for m in masks])[None]
-            mask_valid = torch.tensor([[m is not None for m in masks]])
-        return PromptBatch(
-            anchors=torch.tensor([anchors], dtype=torch.float32, device=device),
-            anchor_is_box=torch.tensor([is_box], device=device),
-            points=points.to(device),
-            point_labels=point_labels.to(device),
-            mask_inputs=None if mask_inputs is None else mask_inputs.to(device),
-            mask_valid=None if mask_valid is None else mask_valid.to(device),
-        )
+        batch = self.model.prompt_batch(prompts, (input_w / width, input_h / height), self._features)
+        return self.model.decode(self._features, batch, multimask=multimask)
+
+    def _probabilities(self, output: DecoderOutput | SamOutput) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Object and part probabilities [N, K, names] of each mask; (None, None) when the heads are untrained."""
+        if not self.labels_available:
+            return None, None
+        object_text, part_text = self._embeddings()
+        head = self.model.sem_seg_head.predictor
+        return (head.classify(output.object_embeddings[0], object_text).softmax(-1),
+                head.classify(output.part_embeddings[0], part_text).softmax(-1))
+
+    def _mask_labels(self, probabilities: tuple[torch.Tensor, torch.Tensor], order: list[int]) -> list[MaskLabel]:
+        """The best object and part name of masks `order` (indices into K)."""
+        objects, parts = self._vocabulary
+        labels = []
+        for k in order:
+            object_p, object_i = probabilities[0][k].max(-1)
+            part_p, part_i = probabilities[1][k].max(-1)
+            labels.append(MaskLabel(object=objects[object_i], object_score=float(object_p),
+                                    part=parts[part_i], part_score=float(part_p)))
+        return labels
 
     def _postprocess(
         self, logits: torch.Tensor, scores: torch.Tensor, probabilities: tuple[torch.Tensor, torch.Tensor] | None
     ) -> Prediction:
-        input_h, input_w = self._input_size
-        padded = tuple(4 * s for s in logits.shape[-2:])
-        upsampled = F.interpolate(logits[None], size=padded, mode="bilinear", align_corners=False)
-        upsampled = upsampled[..., :input_h, :input_w]
-        masks = F.interpolate(upsampled, size=self._original_size, mode="bilinear", align_corners=False)[0] > 0
+        masks = self.upsample_logits(logits) > 0
         order = torch.argsort(masks.flatten(1).sum(1), stable=True)
         masks, logits, scores = masks[order], logits[order], scores[order]
-        labels = None
-        if probabilities is not None:
-            vocabulary = self._vocabulary
-            labels = []
-            for k in order.tolist():
-                object_p, object_i = probabilities[0][k].max(-1)
-                part_p, part_i = probabilities[1][k].max(-1)
-                labels.append(MaskLabel(object=vocabulary[0][object_i], object_score=float(object_p),
-                                        part=vocabulary[1][part_i], part_score=float(part_p)))
+        labels = None if probabilities is None else self._mask_labels(probabilities, order.tolist())
         masks_np = masks.cpu().numpy()
         return Prediction(masks=masks_np, scores=scores.float().cpu().numpy(), logits=logits.float().cpu().numpy(),
                           boxes=_mask_boxes(masks_np), labels=labels)

@@ -106,3 +106,35 @@ def test_help_explains_every_command():
     top = subprocess.run([sys.executable, "-m", "semsam", "--help"], capture_output=True, text=True).stdout
     for command in ("segment", "train", "eval"):
         assert command in top
+
+
+def test_sam_checkpoint_end_to_end(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from semsam import MODEL_CONFIGS, build_model
+    from semsam.config import SamConfig
+
+    config = SamConfig(encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2, global_attn_indexes=(1,),
+                       image_size=128)
+    monkeypatch.setitem(MODEL_CONFIGS, "sam_cli_test", config)
+    torch.manual_seed(0)
+    official = tmp_path / "sam_cli_test.pth"
+    torch.save(build_model("sam_cli_test").state_dict(), official)
+    args = ["segment", str(EXAMPLE), "--point", "170,385", "--model", "sam_cli_test", "--checkpoint", str(official),
+            "--out", str(tmp_path / "pth")]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "pth" / "result.json").read_text())
+    assert len(first["masks"]) == 3 and "mask_level3.png" in capsys.readouterr().out
+    assert main(["convert", "sam_cli_test", str(official)]) == 0
+    converted = official.with_suffix(".safetensors")
+    assert main(["segment", str(EXAMPLE), "--point", "170,385", "--checkpoint", str(converted),
+                 "--out", str(tmp_path / "safetensors")]) == 0
+    second = json.loads((tmp_path / "safetensors" / "result.json").read_text())
+    assert [m["segmentation"] for m in second["masks"]] == [m["segmentation"] for m in first["masks"]]
+
+
+def test_official_checkpoint_without_model_name_is_an_error(tmp_path, capsys):
+    official = tmp_path / "some.pth"
+    official.write_bytes(b"not a checkpoint")
+    assert main(["segment", str(EXAMPLE), "--point", "1,1", "--checkpoint", str(official)]) == 2
+    assert "carries no config: name its model" in capsys.readouterr().err

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from semsam.checkpoint import CheckpointError
-from semsam.cli import evaluate, segment, train
+from semsam.cli import convert, evaluate, everything, segment, train
 
-COMMANDS = (segment, train, evaluate)
+COMMANDS = (segment, train, evaluate, convert, everything)
 
 DESCRIPTION = """semsam: segment and recognise anything at any granularity.
 
@@ -21,6 +21,8 @@ examples:
   semsam train configs/bsds500_tiny.toml
   semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
+  semsam convert sam_vit_b sam_vit_b_01ec64.pth
+  semsam everything photos/ --levels 1,3,6 --out annotations
 
 Run `semsam COMMAND --help` for the options of each command."""
 

@@ -1,4 +1,4 @@
-"""`semsam segment`: K masks, part to whole, for clicks and/or a box on one image."""
+"""`semsam segment`: K masks, part to whole, for clicks and/or a box on one image (K = 6 Semantic-SAM, 3 SAM)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
 
 DESCRIPTION = """Segment one image from clicks and/or a box, at every granularity.
 
-Writes to --out:
-  overlay.png          one panel per granularity level (1 = finest ... 6 = coarsest) with score and label
+Writes to --out (K masks: 6 granularity levels for Semantic-SAM models, SAM's 3 ambiguity masks for sam_vit_*):
+  overlay.png          one panel per mask (level 1 = finest ... K = coarsest) with score and label
   mask_level{i}.png    each mask as a black/white PNG
   result.json          COCO RLE masks (pycocotools), scores, boxes, areas, labels and the prompts
 
@@ -23,7 +23,9 @@ examples:
   semsam segment semsam/assets/example.jpg --point 170,385
   semsam segment photo.jpg --point 120,80 --negative 200,90
   semsam segment photo.jpg --box 50,40,300,260 --point 120,80 --out results
-  semsam segment photo.jpg --point 120,80 --checkpoint my_model.safetensors --objects person,dog --parts head,leg"""
+  semsam segment photo.jpg --point 120,80 --checkpoint my_model.safetensors --objects person,dog --parts head,leg
+  semsam segment photo.jpg --point 120,80 --model sam_vit_b --checkpoint sam_vit_b_01ec64.pth
+  semsam segment photo.jpg --point 120,80 --model sam_vit_b    (downloads the official file once, then cached)"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
                         f"(default: the checkpoint's own, else the embedded {DEFAULT_MODEL})")
     parser.add_argument("--checkpoint", metavar="PATH",
-                        help="semsam checkpoint file (default: the model's embedded weights)")
+                        help="semsam safetensors checkpoint, or an official .pth with --model (default: the model's "
+                        "embedded weights, or its official release downloaded into ~/.cache/semsam/checkpoints)")
     parser.add_argument("--objects", metavar="NAMES",
                         help='object names to label masks with, comma-separated, e.g. "person,dog" (default: what '
                         "the model was trained on; ignored when its heads were never trained)")

@@ -103,3 +103,17 @@ def mask_logits_to_boxes(logits: Tensor) -> Tensor:
     whole = torch.tensor([0.5, 0.5, 1.0, 1.0], device=logits.device)
     empty = ~inside.flatten(-2).any(-1)
     return torch.where(empty[..., None], whole, boxes).clamp(0, 1)
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of a [B, C, H, W] map (keys `weight`, `bias` as in Segment Anything)."""
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semsam.config import SemanticInfo, SemanticSamConfig
+from semsam.modeling.common import mask_logits_to_boxes
 from semsam.modeling.pixel_decoder import PixelDecoder, PixelFeatures
 from semsam.modeling.prompt_head import DecoderOutput, PromptBatch, PromptHead
 from semsam.modeling.swin import SwinBackbone
@@ -51,10 +55,84 @@ class SemanticSam(nn.Module):
         """Runs the backbone and pixel decoder on pre-processed images [B, 3, H, W]."""
         return self.sem_seg_head.pixel_decoder(self.backbone(images))
 
-    def decode(self, features: PixelFeatures, prompts: PromptBatch, *, with_aux: bool = False) -> DecoderOutput:
-        """Predicts K masks per prompt; `with_aux` adds every earlier decoder layer's predictions."""
-        return self.sem_seg_head.predictor(features, prompts, with_aux=with_aux)
+    def mask_input_size(self, features: PixelFeatures) -> tuple[int, int]:
+        """The shape of a mask input (and of the low-resolution logits): the mask-feature grid."""
+        return tuple(features.mask_features.shape[-2:])
+
+    def prompt_batch(self, prompts: Sequence, scale: tuple[float, float], features: PixelFeatures) -> PromptBatch:
+        """Converts validated prompts into anchor queries for one image.
+
+        Args:
+            prompts: objects with `points` [P, 2], `labels` [P], `box` [4] or None, `mask_input` or None, all
+                numpy in original-image pixels.
+            scale: (x, y) factors from original-image pixels to model-input pixels.
+        """
+        device = self.device
+        padded_h, padded_w = (4 * s for s in features.mask_features.shape[-2:])
+        to_unit = np.array([scale[0] / padded_w, scale[1] / padded_h], np.float32)
+        click = self.sem_seg_head.predictor.click_size
+        anchors, is_box, extra = [], [], []
+        for prompt in prompts:
+            points, labels = prompt.points, prompt.labels
+            if prompt.box is not None:
+                (x0, y0), (x1, y1) = prompt.box[:2] * to_unit, prompt.box[2:] * to_unit
+                anchors.append([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0])
+                is_box.append(True)
+            elif (labels == 1).any():
+                first = int(np.argmax(labels == 1))
+                cx, cy = (points[first] + 0.5) * to_unit
+                anchors.append([cx, cy, click, click])
+                is_box.append(False)
+                keep = np.arange(len(points)) != first
+                points, labels = points[keep], labels[keep]
+            else:
+                anchors.append(mask_logits_to_boxes(torch.from_numpy(prompt.mask_input)).tolist())
+                is_box.append(True)
+            extra.append(((points + 0.5) * to_unit, labels))
+        count = max(len(p) for p, _ in extra)
+        points = torch.zeros(1, len(prompts), count, 2)
+        point_labels = torch.full((1, len(prompts), count), -1, dtype=torch.long)
+        for i, (p, lab) in enumerate(extra):
+            points[0, i, : len(p)] = torch.from_numpy(p)
+            point_labels[0, i, : len(lab)] = torch.from_numpy(lab)
+        masks = [p.mask_input for p in prompts]
+        mask_inputs = mask_valid = None
+        if any(m is not None for m in masks):
+            shape = features.mask_features.shape[-2:]
+            mask_inputs = torch.stack([torch.zeros(shape) if m is None else torch.from_numpy(m) for m in masks])[None]
+            mask_valid = torch.tensor([[m is not None for m in masks]])
+        return PromptBatch(
+            anchors=torch.tensor([anchors], dtype=torch.float32, device=device),
+            anchor_is_box=torch.tensor([is_box], device=device),
+            points=points.to(device),
+            point_labels=point_labels.to(device),
+            mask_inputs=None if mask_inputs is None else mask_inputs.to(device),
+            mask_valid=None if mask_valid is None else mask_valid.to(device),
+        )
+
+    def decode(
+        self, features: PixelFeatures, prompts: PromptBatch, *, with_aux: bool = False, multimask: bool = True
+    ) -> DecoderOutput:
+        """Predicts K masks per prompt; `with_aux` adds every earlier decoder layer's predictions.
+
+        Without `multimask`, each prompt keeps only its highest predicted-IoU mask (Semantic-SAM has no
+        dedicated single-mask output).
+        """
+        output = self.sem_seg_head.predictor(features, prompts, with_aux=with_aux)
+        return output if multimask else _keep_best(output)
 
     def forward(self, images: Tensor, prompts: PromptBatch) -> DecoderOutput:
         """Training entry: pre-processed images and their prompts, with deep supervision outputs."""
         return self.decode(self.encode_image(images), prompts, with_aux=True)
+
+
+def _keep_best(output: DecoderOutput) -> DecoderOutput:
+    best = output.iou_scores.argmax(-1, keepdim=True)
+
+    def take(tensor: Tensor) -> Tensor:
+        index = best.view(*best.shape, *[1] * (tensor.dim() - best.dim())).expand(-1, -1, -1, *tensor.shape[3:])
+        return tensor.gather(2, index)
+
+    return DecoderOutput(mask_logits=take(output.mask_logits), iou_scores=take(output.iou_scores),
+                         boxes=take(output.boxes), object_embeddings=take(output.object_embeddings),
+                         part_embeddings=take(output.part_embeddings))

@@ -1,0 +1,104 @@
+"""semsam's MaskGenerator against the reference SamAutomaticMaskGenerator: SAM ViT-B, same random weights.
+
+Official weights cannot be downloaded here, so both run the same randomly initialised ViT-B (saved as an official
+.pth and loaded by semsam). Reports the best-of-N seconds of each generator on one image, alternating runs so both
+see the same machine load, and how well the masks agree: counts, and the share of each side's masks matched by
+the other at mask IoU >= 0.95 (same prompt point). The reference suppresses across its 3 outputs and judges
+stability at full resolution; semsam suppresses per level and judges stability at low resolution, so with
+suppression or a stability filter on, the sets differ by design; `--box-nms-thresh 1 --stability-thresh 0`
+compares mask by mask.
+
+Run from the repository root (needs `pip install segment-anything`; torchvision is stood in for):
+    OMP_NUM_THREADS=2 python -m benchmarks.everything_vs_sam --points-per-side 32 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from semsam import MODEL_CONFIGS, load_model, read_image
+from semsam.automatic import MaskGenerator
+from semsam.automatic.masks import grouped_nms
+from tests.sam_reference import standin_modules
+from tests.test_sam_parity import _reference_model as reference_model
+
+DEFAULT_IMAGE = "../shared/data/bsds500/images/val/101085.jpg"
+
+
+def matched_share(ours: list[np.ndarray], ours_points: list, theirs: list[np.ndarray], theirs_points: list) -> float:
+    """Share of `ours` with a mask of `theirs` from the same prompt point at IoU >= 0.95."""
+    if not ours:
+        return 1.0
+    hits = 0
+    for mask, point in zip(ours, ours_points):
+        for other, other_point in zip(theirs, theirs_points):
+            if np.allclose(point, other_point) and (mask & other).sum() >= 0.95 * (mask | other).sum():
+                hits += 1
+                break
+    return hits / len(ours)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    parser.add_argument("--stability-thresh", type=float, default=0.95)
+    parser.add_argument("--box-nms-thresh", type=float, default=0.7)
+    args = parser.parse_args()
+    sys.modules.update(standin_modules())
+    import segment_anything
+    from segment_anything import SamAutomaticMaskGenerator, automatic_mask_generator
+
+    automatic_mask_generator.batched_nms = lambda boxes, scores, groups, iou_threshold: grouped_nms(
+        boxes, scores, groups, iou_threshold)
+    reference = reference_model(segment_anything, MODEL_CONFIGS["sam_vit_b"])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sam_vit_b_random.pth"
+        torch.save(reference.state_dict(), path)
+        ours = load_model("sam_vit_b", checkpoint=path)
+
+    settings = dict(points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+                    stability_score_thresh=args.stability_thresh, box_nms_thresh=args.box_nms_thresh)
+    reference_generator = SamAutomaticMaskGenerator(reference, **settings)
+    # The reference skips its IoU filter when the threshold is 0; semsam always applies it.
+    ours_iou = args.pred_iou_thresh if args.pred_iou_thresh > 0 else float("-inf")
+    generator = MaskGenerator(ours, levels=(1, 2, 3), **dict(settings, pred_iou_thresh=ours_iou))
+    image = read_image(args.image)
+    times: dict[str, list[float]] = {"reference": [], "semsam": []}
+    for _ in range(args.repeats):
+        for name, run in (("reference", reference_generator.generate), ("semsam", generator.generate)):
+            start = time.perf_counter()
+            result = run(image)
+            times[name].append(time.perf_counter() - start)
+            if name == "reference":
+                expected = [m for m in result if m["area"] > 0]
+            else:
+                found = result
+    theirs = [m["segmentation"] for m in expected]
+    theirs_points = [m["point_coords"][0] for m in expected]
+    mine = [m.mask() for m in found]
+    mine_points = [m.point_coords for m in found]
+    print(json.dumps({
+        "image": args.image, "size": f"{image.shape[1]}x{image.shape[0]}", "threads": torch.get_num_threads(),
+        "settings": settings,
+        "reference_best_s": round(min(times["reference"]), 2), "semsam_best_s": round(min(times["semsam"]), 2),
+        "all_s": {k: [round(t, 2) for t in v] for k, v in times.items()},
+        "speed_up": round(min(times["reference"]) / min(times["semsam"]), 2),
+        "masks": {"reference": len(theirs), "semsam": len(mine)},
+        "reference_matched_by_semsam": round(matched_share(theirs, theirs_points, mine, mine_points), 4),
+        "semsam_matched_by_reference": round(matched_share(mine, mine_points, theirs, theirs_points), 4),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

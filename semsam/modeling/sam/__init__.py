@@ -1,0 +1,3 @@
+from semsam.modeling.sam.sam import Sam, SamOutput, SamPromptBatch
+
+__all__ = ["Sam", "SamOutput", "SamPromptBatch"]
