@@ -1,0 +1,106 @@
+"""End to end in headless Chromium: `semsam serve` on a loopback port, upload, click, K masks render."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from semsam.build import ASSETS
+from semsam.io import rle_to_mask
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "semsam", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"semsam serve exited early:\n{process.stdout.read()}")
+            try:
+                if httpx.get(f"{url}/api/info", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("semsam serve did not answer within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_upload_click_and_see_six_masks(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(server)
+        page.set_input_files("#file", str(ASSETS / "example.jpg"))
+        page.wait_for_function("document.getElementById('canvas').width === 512")
+        box = page.locator("#canvas").bounding_box()
+        scale = box["width"] / 512
+        page.mouse.click(box["x"] + 170 * scale, box["y"] + 385 * scale)
+        page.wait_for_selector("#masks .mask-card >> nth=5")
+        assert page.locator("#masks .mask-card").count() == 6
+        assert page.locator("#masks .mask-card canvas").count() == 6
+        assert "6 masks" in page.locator("#status").inner_text()
+
+        # A negative click (right button) and a drag (box) each ask again and still give six masks.
+        page.mouse.click(box["x"] + 300 * scale, box["y"] + 100 * scale, button="right")
+        page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
+        page.mouse.move(box["x"] + 20 * scale, box["y"] + 150 * scale)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 200 * scale, box["y"] + 300 * scale, steps=5)
+        page.mouse.move(box["x"] + 370 * scale, box["y"] + 500 * scale, steps=5)
+        page.mouse.up()
+        page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
+        prompts = page.evaluate("({points: state.points, labels: state.labels, box: state.box})")
+        assert prompts["labels"] == [1, 0] and prompts["box"] is not None
+        assert prompts["box"][0] == pytest.approx(20, abs=3) and prompts["box"][3] == pytest.approx(501, abs=3)
+
+        # The page decodes the COCO RLE the same way pycocotools does (row sums, so orientation counts).
+        rows = page.evaluate("state.result.masks.map((r) => { const m = decodeRle(r); const s = new Array(m.height)"
+                             ".fill(0); m.data.forEach((v, i) => { s[Math.floor(i / m.width)] += v; }); return s; })")
+        rles = page.evaluate("state.result.masks")
+        for rle, row_sums in zip(rles, rows):
+            assert np.array_equal(rle_to_mask(rle).sum(1), row_sums)
+
+        page.locator("#masks .mask-card").nth(3).click()
+        assert page.locator("#level").input_value() == "3"
+        with page.expect_download() as download:
+            page.click("#download-json")
+        coco = download.value.path().read_text()
+        assert '"annotations"' in coco and '"counts"' in coco
+        screenshot = tmp_path / "demo.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert screenshot.stat().st_size > 10_000
+        assert errors == []
+        browser.close()
