@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -61,6 +62,11 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
     @app.exception_handler(ServerBusy)
     async def server_busy(request: Request, error: ServerBusy) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(error)}, headers={"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # One readable line per problem; the offending input is left out, as it may not even be valid JSON (NaN).
+        return JSONResponse(status_code=422, content={"detail": "; ".join(map(describe_error, error.errors()))})
 
     @app.exception_handler(ValueError)
     async def bad_prompt(request: Request, error: ValueError) -> JSONResponse:
@@ -117,6 +123,15 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         return await request.app.state.runner.run(work)
 
     return app
+
+
+def describe_error(error: dict) -> str:
+    """'points[0][1]: Input should be a finite number' from a pydantic error."""
+    if error["type"] == "json_invalid":
+        return f"the request body is not valid JSON: {error.get('ctx', {}).get('error', 'decode error')}"
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"][1:]).lstrip(".")
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def check_prompt(prompt: PredictRequest, *, width: int, height: int, max_points: int) -> None:

@@ -22,8 +22,7 @@ async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
-    throw new Error(detail || `${response.status} ${response.statusText}`);
+    throw new Error(body.detail || `${response.status} ${response.statusText}`);
   }
   return body;
 }
