@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from semsam.image import as_rgb_uint8
-from semsam.modeling import PromptBatch, SemanticSam
+from semsam.modeling import DecoderOutput, PromptBatch, SemanticSam
 from semsam.modeling.common import mask_logits_to_boxes
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
 
@@ -54,6 +55,19 @@ class Prediction:
     logits: np.ndarray  # float32 [K, h, w], accepted back as a mask input
     boxes: np.ndarray  # float32 [K, 4], x0, y0, x1, y1 of each mask in pixels
     labels: list[MaskLabel] | None  # None when the model's classification heads were never trained
+
+
+@dataclass
+class LowResPrediction:
+    """K masks per prompt before upsampling, in the model's token order (not sorted by area).
+
+    Map `logits` to original pixels with `Predictor.upsample_logits`.
+    """
+
+    logits: torch.Tensor  # float [N, K, h, w], low-resolution logits over the padded model input
+    scores: torch.Tensor  # float [N, K], predicted IoU
+    labels: list[list[MaskLabel]] | None  # N lists of K labels; None when the heads were never trained
+    valid_size: tuple[int, int]  # (h, w) of the top-left part of `logits` that covers the image; the rest is padding
 
 
 class Predictor:
@@ -125,6 +139,48 @@ class Predictor:
             results.extend(self._predict_chunk([self._validate(p) for p in chunk]))
         return results
 
+    @torch.inference_mode()
+    def predict_low_res(self, prompts: Sequence[Prompt]) -> LowResPrediction:
+        """Like `predict_batch`, but stops before upsampling, so that callers can reject masks cheaply first.
+
+        Args:
+            prompts: independent prompts on the current image; each result is as if asked alone.
+
+        Returns:
+            Low-resolution logits, predicted IoUs and labels of all K masks per prompt.
+        """
+        if self._features is None:
+            raise RuntimeError("call set_image(image) before predicting")
+        if len(prompts) == 0:
+            raise ValueError("predict_low_res needs at least one prompt")
+        logits, scores, labels = [], [], []
+        for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
+            chunk = [self._validate(p) for p in prompts[start : start + MAX_PROMPTS_PER_PASS]]
+            output = self.model.decode(self._features, self._prompt_batch(chunk))
+            logits.append(output.mask_logits[0].float())
+            scores.append(output.iou_scores[0].float())
+            objects, parts = self._probabilities(output)
+            if objects is not None:
+                order = list(range(objects.shape[1]))
+                labels.extend(self._mask_labels((objects[i], parts[i]), order) for i in range(len(chunk)))
+        input_h, input_w = self._input_size
+        return LowResPrediction(logits=torch.cat(logits), scores=torch.cat(scores),
+                                labels=labels if self.labels_available else None,
+                                valid_size=(math.ceil(input_h / 4), math.ceil(input_w / 4)))
+
+    @torch.inference_mode()
+    def upsample_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Maps low-resolution logits [..., h, w] of the current image to its original pixels [..., H, W]."""
+        if self._original_size is None:
+            raise RuntimeError("call set_image(image) before upsampling")
+        input_h, input_w = self._input_size
+        lead = logits.shape[:-2]
+        flat = logits.reshape(-1, 1, *logits.shape[-2:])
+        padded = tuple(4 * s for s in logits.shape[-2:])
+        upsampled = F.interpolate(flat, size=padded, mode="bilinear", align_corners=False)[..., :input_h, :input_w]
+        upsampled = F.interpolate(upsampled, size=self._original_size, mode="bilinear", align_corners=False)
+        return upsampled.reshape(*lead, *self._original_size)
+
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
         points = np.zeros((0, 2), np.float32) if prompt.points is None else np.asarray(prompt.points, np.float32)
@@ -160,17 +216,32 @@ class Predictor:
     def _predict_chunk(self, prompts: list[Prompt]) -> list[Prediction]:
         batch = self._prompt_batch(prompts)
         output = self.model.decode(self._features, batch)
-        objects = parts = None
-        if self.labels_available:
-            object_text, part_text = self._embeddings()
-            head = self.model.sem_seg_head.predictor
-            objects = head.classify(output.object_embeddings[0], object_text).softmax(-1)
-            parts = head.classify(output.part_embeddings[0], part_text).softmax(-1)
+        objects, parts = self._probabilities(output)
         return [
             self._postprocess(output.mask_logits[0, i], output.iou_scores[0, i],
                               None if objects is None else (objects[i], parts[i]))
             for i in range(len(prompts))
         ]
+
+    def _probabilities(self, output: DecoderOutput) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Object and part probabilities [N, K, names] of each mask; (None, None) when the heads are untrained."""
+        if not self.labels_available:
+            return None, None
+        object_text, part_text = self._embeddings()
+        head = self.model.sem_seg_head.predictor
+        return (head.classify(output.object_embeddings[0], object_text).softmax(-1),
+                head.classify(output.part_embeddings[0], part_text).softmax(-1))
+
+    def _mask_labels(self, probabilities: tuple[torch.Tensor, torch.Tensor], order: list[int]) -> list[MaskLabel]:
+        """The best object and part name of masks `order` (indices into K)."""
+        objects, parts = self._vocabulary
+        labels = []
+        for k in order:
+            object_p, object_i = probabilities[0][k].max(-1)
+            part_p, part_i = probabilities[1][k].max(-1)
+            labels.append(MaskLabel(object=objects[object_i], object_score=float(object_p),
+                                    part=parts[part_i], part_score=float(part_p)))
+        return labels
 
     def _prompt_batch(self, prompts: list[Prompt]) -> PromptBatch:
         device = self.model.device
@@ -221,22 +292,10 @@ class Predictor:
     def _postprocess(
         self, logits: torch.Tensor, scores: torch.Tensor, probabilities: tuple[torch.Tensor, torch.Tensor] | None
     ) -> Prediction:
-        input_h, input_w = self._input_size
-        padded = tuple(4 * s for s in logits.shape[-2:])
-        upsampled = F.interpolate(logits[None], size=padded, mode="bilinear", align_corners=False)
-        upsampled = upsampled[..., :input_h, :input_w]
-        masks = F.interpolate(upsampled, size=self._original_size, mode="bilinear", align_corners=False)[0] > 0
+        masks = self.upsample_logits(logits) > 0
         order = torch.argsort(masks.flatten(1).sum(1), stable=True)
         masks, logits, scores = masks[order], logits[order], scores[order]
-        labels = None
-        if probabilities is not None:
-            vocabulary = self._vocabulary
-            labels = []
-            for k in order.tolist():
-                object_p, object_i = probabilities[0][k].max(-1)
-                part_p, part_i = probabilities[1][k].max(-1)
-                labels.append(MaskLabel(object=vocabulary[0][object_i], object_score=float(object_p),
-                                        part=vocabulary[1][part_i], part_score=float(part_p)))
+        labels = None if probabilities is None else self._mask_labels(probabilities, order.tolist())
         masks_np = masks.cpu().numpy()
         return Prediction(masks=masks_np, scores=scores.float().cpu().numpy(), logits=logits.float().cpu().numpy(),
                           boxes=_mask_boxes(masks_np), labels=labels)

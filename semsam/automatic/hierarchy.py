@@ -1,0 +1,122 @@
+"""What automatic masks become: the mask record, per-level label maps and the whole/part tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from semsam.automatic.masks import to_pycocotools
+from semsam.io import mask_to_rle, rle_to_mask
+from semsam.predictor import MaskLabel
+
+# A mask's parent must cover at least this fraction of the mask's own area.
+CONTAINMENT_THRESHOLD = 0.9
+
+
+@dataclass
+class GeneratedMask:
+    """One automatic mask, in pixel coordinates of the original image.
+
+    `segmentation` is an HxW bool array (output_mode "binary_mask") or COCO RLE with `counts` as str
+    ("coco_rle"). Boxes are XYWH as in COCO and SA-1B. `parent` and `children` are ids (indices into the
+    generator's result list) in the whole/part tree.
+    """
+
+    id: int
+    level: int
+    segmentation: np.ndarray | dict[str, Any]
+    area: int
+    bbox: tuple[float, float, float, float]
+    predicted_iou: float
+    stability_score: float
+    point_coords: tuple[float, float]
+    crop_box: tuple[int, int, int, int]
+    label: MaskLabel | None = None
+    parent: int | None = None
+    children: list[int] = field(default_factory=list)
+
+    def mask(self) -> np.ndarray:
+        """The HxW bool mask, decoded from RLE when needed."""
+        if isinstance(self.segmentation, dict):
+            return rle_to_mask(self.segmentation)
+        return self.segmentation
+
+    def to_sa1b(self) -> dict[str, Any]:
+        """The SA-1B annotation fields, plus `level` (and `label`, `parent`, `children`)."""
+        segmentation = self.segmentation
+        if not isinstance(segmentation, dict):
+            segmentation = mask_to_rle(segmentation)
+        return {
+            "id": self.id,
+            "segmentation": segmentation,
+            "bbox": [float(v) for v in self.bbox],
+            "area": int(self.area),
+            "predicted_iou": float(self.predicted_iou),
+            "stability_score": float(self.stability_score),
+            "point_coords": [[float(v) for v in self.point_coords]],
+            "crop_box": [int(v) for v in self.crop_box],
+            "level": int(self.level),
+            "label": None if self.label is None else vars(self.label),
+            "parent": self.parent,
+            "children": list(self.children),
+        }
+
+
+def containment(rles: list[dict[str, Any]]) -> np.ndarray:
+    """[N, N] matrix whose (i, j) entry is area(mask i & mask j) / area(mask i), computed on RLE by pycocotools.
+
+    Args:
+        rles: N COCO RLEs (counts as str) of the same image size.
+    """
+    if not rles:
+        return np.zeros((0, 0))
+    encoded = to_pycocotools(rles)
+    # With every "ground truth" marked crowd, pycocotools divides the intersection by the first argument's area.
+    return np.asarray(mask_utils.iou(encoded, encoded, [1] * len(encoded))).reshape(len(rles), len(rles))
+
+
+def link_tree(masks: list[GeneratedMask], rles: list[dict[str, Any]], threshold: float = CONTAINMENT_THRESHOLD) -> None:
+    """Sets `parent` and `children`: each mask's parent is the smallest mask of a coarser level containing it.
+
+    Args:
+        masks: the generated masks; `id` must equal the list index.
+        rles: their COCO RLEs, in the same order.
+        threshold: mask B contains mask A when area(A & B) >= threshold * area(A).
+    """
+    if not 0 < threshold <= 1:
+        raise ValueError(f"containment threshold must be in (0, 1], got {threshold}")
+    inside = containment(rles)
+    levels = np.array([m.level for m in masks])
+    areas = np.array([m.area for m in masks], dtype=np.float64)
+    scores = np.array([m.predicted_iou for m in masks])
+    for mask in masks:
+        mask.parent, mask.children = None, []
+    for i, mask in enumerate(masks):
+        candidates = np.flatnonzero((levels > mask.level) & (inside[i] >= threshold))
+        if len(candidates):
+            best = candidates[np.lexsort((-scores[candidates], areas[candidates]))[0]]
+            mask.parent = int(best)
+            masks[best].children.append(i)
+
+
+def level_label_maps(masks: list[GeneratedMask], height: int, width: int) -> dict[int, np.ndarray]:
+    """One non-overlapping label map per level present: each pixel holds 1 + the id of one mask, or 0.
+
+    Where masks of a level overlap, the pixel goes to the smallest of them (then the higher-scored), so that
+    parts stay visible inside larger masks of the same level.
+
+    Args:
+        masks: generated masks.
+        height, width: the image size.
+
+    Returns:
+        {level: int32 [height, width]}.
+    """
+    maps: dict[int, np.ndarray] = {}
+    for mask in sorted(masks, key=lambda m: (-m.area, m.predicted_iou)):
+        label_map = maps.setdefault(mask.level, np.zeros((height, width), np.int32))
+        label_map[mask.mask()] = mask.id + 1
+    return dict(sorted(maps.items()))
