@@ -102,5 +102,19 @@ def test_upload_click_and_see_six_masks(server, tmp_path):
         screenshot = tmp_path / "demo.png"
         page.screenshot(path=str(screenshot), full_page=True)
         assert screenshot.stat().st_size > 10_000
+
+        # Segment everything: the slider picks a level, the tree nests parts under wholes.
+        page.fill("#points-per-side", "6")
+        page.click("#run-everything")
+        page.wait_for_function("document.getElementById('status').textContent.includes('masks on 6 levels')")
+        response = page.evaluate("state.everything")
+        nested = sum(m["parent"] is not None for m in response["masks"])
+        assert page.locator("#tree span.node").count() == len(response["masks"]) > 0
+        assert page.locator("#tree ul ul span.node").count() == nested
+        page.locator("#everything-level").fill("3")
+        shown = len([m for m in response["masks"] if m["level"] == 3])
+        assert page.locator("#everything-summary").inner_text() == f"level 3: {shown} masks"
+        assert page.locator("#tree span.node.at-level").count() == shown
+        page.screenshot(path=str(tmp_path / "everything.png"), full_page=True)
         assert errors == []
         browser.close()

@@ -12,12 +12,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from semsam.automatic import MaskGenerator
 from semsam.build import ASSETS
 from semsam.io import mask_to_rle
 from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor
 from semsam.serving.limits import ModelRunner, ServeLimits, ServerBusy
-from semsam.serving.schemas import ErrorResponse, ImageInfo, PredictRequest, PredictResponse, ServerInfo
+from semsam.serving.schemas import (
+    ErrorResponse,
+    EverythingRequest,
+    EverythingResponse,
+    ImageInfo,
+    PredictRequest,
+    PredictResponse,
+    ServerInfo,
+)
 from semsam.serving.store import ImageStore, UnknownImage
 from semsam.serving.uploads import UploadError, decode_upload
 
@@ -25,6 +34,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLE = ASSETS / "example.jpg"
 # Room for the multipart envelope around the file itself when checking Content-Length.
 MULTIPART_OVERHEAD = 64 * 1024
+DEFAULT_POINTS_PER_SIDE = 16
 ERRORS = {code: {"model": ErrorResponse} for code in (404, 413, 415, 422, 503)}
 
 
@@ -95,7 +105,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
     async def info() -> ServerInfo:
         return ServerInfo(
             model=model_name, levels=model.config.decoder.num_granularities,
-            labels_available=model.semantic.trained, everything_available=False,
+            labels_available=model.semantic.trained,
             limits={k: float(v) for k, v in vars(limits).items()},
             cached_embeddings=store.cached_embeddings, encodes=store.encodes)
 
@@ -121,6 +131,23 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
             image_id, lambda predictor: prediction_response(predictor, prompt),
             objects=prompt.objects, parts=prompt.parts)
         return await request.app.state.runner.run(work)
+
+    @app.post("/api/images/{image_id}/everything", response_model=EverythingResponse, responses=ERRORS,
+              summary="Segment everything at the chosen levels, with the whole/part tree")
+    async def everything(image_id: str, request_body: EverythingRequest, request: Request) -> EverythingResponse:
+        image = store.image(image_id)
+        count = model.config.decoder.num_granularities
+        levels = sorted(set(request_body.levels or range(1, count + 1)))
+        if levels[0] < 1 or levels[-1] > count:
+            raise HTTPException(422, f"levels must be in 1..{count} (1 = finest), got {request_body.levels}")
+        points_per_side = request_body.points_per_side or min(DEFAULT_POINTS_PER_SIDE, limits.max_points_per_side)
+        if points_per_side > limits.max_points_per_side:
+            raise HTTPException(422, f"points_per_side {points_per_side} is above this server's "
+                                     f"limit of {limits.max_points_per_side}")
+        generator = MaskGenerator(model, levels=levels, points_per_side=points_per_side,
+                                  output_mode="coco_rle", objects=request_body.objects, parts=request_body.parts)
+        masks = await request.app.state.runner.run(lambda: generator.generate(image))
+        return EverythingResponse(levels=levels, masks=[mask.to_sa1b() for mask in masks])
 
     return app
 

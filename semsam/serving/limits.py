@@ -21,6 +21,7 @@ class ServeLimits:
         max_images: uploaded images kept; the least recently used is forgotten first.
         max_embeddings: encoded images kept (LRU); a click on one of them only runs the decoder.
         max_points: clicks per request.
+        max_points_per_side: the densest click grid "segment everything" may use.
         max_concurrency: model calls running at once, each in a worker thread.
         max_queue: requests allowed to wait for a free worker; more are refused at once.
         queue_timeout_s: how long a request waits for a worker before it is refused.
@@ -32,6 +33,7 @@ class ServeLimits:
     max_images: int = 32
     max_embeddings: int = 8
     max_points: int = 64
+    max_points_per_side: int = 32
     max_concurrency: int = 1
     max_queue: int = 16
     queue_timeout_s: float = 30.0

@@ -74,7 +74,6 @@ class ServerInfo(BaseModel):
     model: str
     levels: int = Field(description="masks per prompt (K)")
     labels_available: bool
-    everything_available: bool
     limits: dict[str, float]
     cached_embeddings: int
     encodes: int = Field(description="images encoded since start")
@@ -82,3 +81,37 @@ class ServerInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class EverythingRequest(BaseModel):
+    """Segment everything: a grid of clicks, masks kept per granularity level and linked into a whole/part tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    levels: list[int] | None = Field(default=None, description="levels to produce, 1 = finest; all when omitted",
+                                     examples=[[1, 3, 6]])
+    points_per_side: int | None = Field(default=None, ge=1, description="the click grid is points_per_side squared; "
+                                        "default 16, or the server's limit if lower")
+    objects: str | None = Field(default=None, description='object vocabulary, comma-separated')
+    parts: str | None = Field(default=None, description='part vocabulary, comma-separated')
+
+
+class EverythingMask(BaseModel):
+    id: int = Field(description="index in `masks`")
+    level: int
+    segmentation: Rle
+    area: int
+    bbox: tuple[float, float, float, float] = Field(description="x, y, width, height (COCO)")
+    predicted_iou: float
+    stability_score: float
+    point_coords: list[tuple[float, float]] = Field(description="the grid click that gave this mask")
+    label: MaskLabelOut | None
+    parent: int | None = Field(description="id of the smallest coarser-level mask containing this one")
+    children: list[int]
+
+
+class EverythingResponse(BaseModel):
+    """Masks ordered by level, then largest first, with the whole/part tree as parent/children ids."""
+
+    levels: list[int]
+    masks: list[EverythingMask]

@@ -1,7 +1,7 @@
 // The demo page: upload, prompt with clicks and boxes, show the K masks, download them.
 "use strict";
 
-const COLORS = [[230, 25, 75], [245, 130, 48], [255, 225, 25], [60, 180, 75], [0, 130, 200], [145, 30, 180]];
+const LEVEL_COLORS = ["#e6194b", "#f58231", "#ffe119", "#3cb44b", "#0082c8", "#911eb4"];
 const DRAG_PIXELS = 5;
 
 const $ = (id) => document.getElementById(id);
@@ -10,7 +10,8 @@ const context = canvas.getContext("2d");
 const state = {
   info: null, imageId: null, fileName: "image", bitmap: null,
   points: [], labels: [], box: null, drag: null,
-  result: null, masks: [], level: 0, everything: null, everythingMasks: [],
+  result: null, masks: [], level: 0,
+  mode: "prompt", everything: null, everythingLayers: [], everythingLevel: 1, treeSelected: null,
 };
 
 function setStatus(text, isError = false) {
@@ -27,29 +28,40 @@ async function api(path, options) {
   return body;
 }
 
-function color(level, alpha) {
-  const [r, g, b] = COLORS[level % COLORS.length];
-  return `rgba(${r}, ${g}, ${b}, ${alpha})`;
-}
+// Distinct hues for the many masks of "segment everything" (golden-angle steps around the colour wheel).
+function maskColor(id) { return `hsl(${(id * 137.508) % 360}, 85%, 55%)`; }
 
-// A canvas of the image's size with the mask painted in the level's colour.
-function maskLayer(mask, level) {
+// A canvas of the image's size with the mask painted in one colour, translucent.
+function maskLayer(mask, color) {
   const layer = document.createElement("canvas");
   layer.width = mask.width; layer.height = mask.height;
+  const drawing = layer.getContext("2d");
   const pixels = new ImageData(mask.width, mask.height);
-  const [r, g, b] = COLORS[level % COLORS.length];
   for (let i = 0; i < mask.data.length; i++) {
-    if (mask.data[i]) pixels.data.set([r, g, b, 140], 4 * i);
+    if (mask.data[i]) pixels.data[4 * i + 3] = 150;
   }
-  layer.getContext("2d").putImageData(pixels, 0, 0);
+  drawing.putImageData(pixels, 0, 0);
+  drawing.globalCompositeOperation = "source-in";
+  drawing.fillStyle = color;
+  drawing.fillRect(0, 0, layer.width, layer.height);
   return layer;
+}
+
+// The "segment everything" masks on show: the tree's selection, else the slider's level, largest drawn first.
+function everythingShown() {
+  const masks = state.everything.masks;
+  if (state.treeSelected !== null) return [masks[state.treeSelected]];
+  return masks.filter((m) => m.level === state.everythingLevel).sort((a, b) => b.area - a.area);
 }
 
 function drawStage() {
   if (!state.bitmap) return;
   context.drawImage(state.bitmap, 0, 0);
-  const shown = state.everything ? state.everythingMasks : (state.masks[state.level] ? [state.masks[state.level]] : []);
-  for (const item of shown) context.drawImage(item.layer, 0, 0);
+  if (state.mode === "everything") {
+    for (const mask of everythingShown()) context.drawImage(state.everythingLayers[mask.id], 0, 0);
+    return;
+  }
+  if (state.masks[state.level]) context.drawImage(state.masks[state.level].layer, 0, 0);
   const radius = Math.max(4, canvas.width / 120);
   state.points.forEach(([x, y], i) => {
     context.beginPath();
@@ -81,13 +93,15 @@ async function loadImage(blob, name) {
     const uploaded = await api("/api/images", { method: "POST", body: form });
     state.bitmap = await createImageBitmap(blob);
     Object.assign(state, { imageId: uploaded.image_id, fileName: name, points: [], labels: [], box: null,
-                           result: null, masks: [], everything: null, everythingMasks: [] });
+                           result: null, masks: [], mode: "prompt", everything: null, treeSelected: null });
     canvas.width = uploaded.width; canvas.height = uploaded.height;
     renderMasks();
     renderTree();
     drawStage();
     $("clear").disabled = false;
-    $("run-everything").disabled = !state.info.everything_available;
+    $("run-everything").disabled = false;
+    $("everything-level").disabled = true;
+    $("everything-summary").textContent = "";
     setStatus(`${name}: ${uploaded.width}×${uploaded.height}. Click on it.`);
   } catch (error) {
     setStatus(`upload failed: ${error.message}`, true);
@@ -108,8 +122,8 @@ async function predict() {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     state.result = result;
-    state.masks = result.masks.map((rle, level) => ({ rle, layer: maskLayer(decodeRle(rle), level) }));
-    state.everything = null;
+    state.masks = result.masks.map((rle, level) => ({ rle, layer: maskLayer(decodeRle(rle), LEVEL_COLORS[level % LEVEL_COLORS.length]) }));
+    state.mode = "prompt";
     renderMasks();
     drawStage();
     const note = result.labels_available ? "" : " No labels: this model's classification heads were not trained.";
@@ -160,7 +174,7 @@ function renderMasks() {
 
 function selectLevel(level) {
   state.level = level;
-  state.everything = null;
+  state.mode = "prompt";
   renderMasks();
   drawStage();
 }
@@ -176,15 +190,28 @@ function download(blob, name) {
 function baseName() { return state.fileName.replace(/\.[^.]*$/, ""); }
 
 function downloadPng() {
-  const mask = decodeRle(state.result.masks[state.level]);
   const out = document.createElement("canvas");
-  out.width = mask.width; out.height = mask.height;
-  const pixels = new ImageData(mask.width, mask.height);
-  for (let i = 0; i < mask.data.length; i++) {
-    const v = mask.data[i] ? 255 : 0;
-    pixels.data.set([v, v, v, 255], 4 * i);
+  out.width = canvas.width; out.height = canvas.height;
+  const drawing = out.getContext("2d");
+  drawing.fillStyle = "#000";
+  drawing.fillRect(0, 0, out.width, out.height);
+  if (state.mode === "everything") {
+    // The level's masks in their colours on black, smallest on top, as on the page.
+    for (const mask of everythingShown()) {
+      drawing.drawImage(maskLayer(decodeRle(mask.segmentation), maskColor(mask.id)), 0, 0);
+    }
+    const name = state.treeSelected !== null ? `mask${state.treeSelected}` : `everything_level${state.everythingLevel}`;
+    out.toBlob((blob) => download(blob, `${baseName()}_${name}.png`), "image/png");
+    return;
   }
-  out.getContext("2d").putImageData(pixels, 0, 0);
+  drawing.drawImage(maskLayer(decodeRle(state.result.masks[state.level]), "#fff"), 0, 0);
+  // Binary: any covered pixel becomes pure white.
+  const pixels = drawing.getImageData(0, 0, out.width, out.height);
+  for (let i = 0; i < pixels.data.length; i += 4) {
+    const v = pixels.data[i] > 0 ? 255 : 0;
+    pixels.data.set([v, v, v, 255], i);
+  }
+  drawing.putImageData(pixels, 0, 0);
   out.toBlob((blob) => download(blob, `${baseName()}_level${state.level + 1}.png`), "image/png");
 }
 
@@ -201,6 +228,16 @@ function cocoJson(masks) {
 }
 
 function downloadJson() {
+  if (state.mode === "everything") {
+    const masks = state.everything.masks.map((m) => ({
+      segmentation: m.segmentation, area: m.area, box: [m.bbox[0], m.bbox[1], m.bbox[0] + m.bbox[2], m.bbox[1] + m.bbox[3]],
+      score: m.predicted_iou, level: m.level, label: m.label,
+      extra: { mask_id: m.id, parent: m.parent, children: m.children, stability_score: m.stability_score },
+    }));
+    const text = JSON.stringify(cocoJson(masks), null, 2);
+    download(new Blob([text], { type: "application/json" }), `${baseName()}_everything.json`);
+    return;
+  }
   const r = state.result;
   const masks = r.masks.map((rle, i) => ({ segmentation: rle, area: r.areas[i], box: r.boxes[i], score: r.scores[i],
                                           level: i + 1, label: r.labels[i] }));
@@ -208,7 +245,77 @@ function downloadJson() {
   download(new Blob([text], { type: "application/json" }), `${baseName()}_masks.json`);
 }
 
-function renderTree() { /* filled in by segment-everything support */ }
+async function segmentEverything() {
+  const body = { points_per_side: Number($("points-per-side").value) };
+  const objects = $("objects").value.trim(), parts = $("parts").value.trim();
+  if (objects) body.objects = objects;
+  if (parts) body.parts = parts;
+  $("run-everything").disabled = true;
+  setStatus(`segmenting everything with a ${body.points_per_side}×${body.points_per_side} grid …`);
+  const started = performance.now();
+  try {
+    const result = await api(`/api/images/${state.imageId}/everything`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    state.everything = result;
+    state.everythingLayers = result.masks.map((m) => maskLayer(decodeRle(m.segmentation), maskColor(m.id)));
+    Object.assign(state, { mode: "everything", treeSelected: null });
+    const slider = $("everything-level");
+    slider.min = result.levels[0]; slider.max = result.levels[result.levels.length - 1];
+    slider.disabled = false;
+    setEverythingLevel(result.levels.find((l) => result.masks.some((m) => m.level === l)) ?? result.levels[0]);
+    setStatus(`${result.masks.length} masks on ${result.levels.length} levels in `
+      + `${((performance.now() - started) / 1000).toFixed(1)} s.`);
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    $("run-everything").disabled = false;
+  }
+}
+
+function setEverythingLevel(level) {
+  Object.assign(state, { everythingLevel: level, mode: "everything", treeSelected: null });
+  $("everything-level").value = level;
+  $("everything-level-value").textContent = level;
+  const count = state.everything.masks.filter((m) => m.level === level).length;
+  $("everything-summary").textContent = `level ${level}: ${count} masks`;
+  $("download-png").disabled = $("download-json").disabled = false;
+  renderTree();
+  drawStage();
+}
+
+// The whole/part tree: each mask under the smallest coarser-level mask that contains it.
+function renderTree() {
+  const tree = $("tree");
+  tree.replaceChildren();
+  if (!state.everything) return;
+  const masks = state.everything.masks, total = canvas.width * canvas.height;
+  const branch = (ids) => {
+    const list = document.createElement("ul");
+    for (const id of ids) {
+      const mask = masks[id], item = document.createElement("li"), node = document.createElement("span");
+      node.className = "node" + (mask.level === state.everythingLevel ? " at-level" : "")
+        + (state.treeSelected === id ? " selected" : "");
+      node.dataset.id = id;
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = maskColor(id);
+      const label = mask.label ? ` · ${mask.label.object} / ${mask.label.part}` : "";
+      node.append(swatch, `#${id} level ${mask.level} · ${(100 * mask.area / total).toFixed(1)}% · `
+        + `IoU ${mask.predicted_iou.toFixed(2)}${label}`);
+      node.addEventListener("click", () => {
+        Object.assign(state, { mode: "everything", treeSelected: state.treeSelected === id ? null : id });
+        renderTree();
+        drawStage();
+      });
+      item.append(node);
+      if (mask.children.length) item.append(branch(mask.children));
+      list.append(item);
+    }
+    return list;
+  };
+  tree.append(branch(masks.filter((m) => m.parent === null).map((m) => m.id)));
+}
 
 canvas.addEventListener("contextmenu", (event) => event.preventDefault());
 canvas.addEventListener("mousedown", (event) => {
@@ -247,12 +354,14 @@ $("example").addEventListener("click", async () => {
   loadImage(await response.blob(), "example.jpg");
 });
 $("clear").addEventListener("click", () => {
-  Object.assign(state, { points: [], labels: [], box: null, result: null, masks: [] });
+  Object.assign(state, { points: [], labels: [], box: null, result: null, masks: [], mode: "prompt" });
   renderMasks();
   drawStage();
   setStatus("prompts cleared");
 });
 $("level").addEventListener("change", (event) => selectLevel(Number(event.target.value)));
+$("run-everything").addEventListener("click", segmentEverything);
+$("everything-level").addEventListener("input", (event) => setEverythingLevel(Number(event.target.value)));
 $("download-png").addEventListener("click", downloadPng);
 $("download-json").addEventListener("click", downloadJson);
 for (const id of ["objects", "parts"]) $(id).addEventListener("change", () => { if (state.result) predict(); });
@@ -262,8 +371,9 @@ for (const id of ["objects", "parts"]) $(id).addEventListener("change", () => { 
     state.info = await api("/api/info");
     $("model-info").textContent = `model ${state.info.model} · ${state.info.levels} levels`
       + (state.info.labels_available ? "" : " · labels unavailable (heads untrained)");
-    $("everything-note").textContent = state.info.everything_available ? ""
-      : "Not available on this server.";
+    $("everything-note").textContent = "Clicks on a grid over the whole image; the slider picks the level shown, "
+      + "the tree nests each mask under the smallest coarser mask that contains it (click a node to show it).";
+    $("points-per-side").max = state.info.limits.max_points_per_side;
   } catch (error) {
     setStatus(`cannot reach the server: ${error.message}`, true);
   }
