@@ -51,7 +51,8 @@ def start_server(workers: int) -> tuple[str, object]:
 
 def run_load(url: str, image: Path, *, requests: int, clients: int, seconds: float, seed: int) -> dict:
     with httpx.Client(base_url=url, timeout=120) as client:
-        uploaded = client.post("/api/images", files={"file": (image.name, image.read_bytes())}).raise_for_status().json()
+        files = {"file": (image.name, image.read_bytes())}
+        uploaded = client.post("/api/images", files=files).raise_for_status().json()
         image_id, width, height = uploaded["image_id"], uploaded["width"], uploaded["height"]
         client.post(f"/api/images/{image_id}/predict", json={"points": [[width / 2, height / 2]]}).raise_for_status()
         encodes_before = client.get("/api/info").json()["encodes"]

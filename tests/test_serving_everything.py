@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from semsam import load_model
 from semsam.io import rle_to_mask
 from semsam.serving import ServeLimits, create_app
-from tests.test_serving_api import png_bytes, upload
+from serving_helpers import png_bytes, upload
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,6 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
 
     app = FastAPI(title="semsam", summary="Segment and recognise anything at any granularity",
                   version="0.1.0", lifespan=lifespan)
-    app.state.store = store
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(UnknownImage)

@@ -122,7 +122,8 @@ async function predict() {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
     state.result = result;
-    state.masks = result.masks.map((rle, level) => ({ rle, layer: maskLayer(decodeRle(rle), LEVEL_COLORS[level % LEVEL_COLORS.length]) }));
+    state.masks = result.masks.map((rle, level) => (
+      { rle, layer: maskLayer(decodeRle(rle), LEVEL_COLORS[level % LEVEL_COLORS.length]) }));
     state.mode = "prompt";
     renderMasks();
     drawStage();
@@ -230,7 +231,8 @@ function cocoJson(masks) {
 function downloadJson() {
   if (state.mode === "everything") {
     const masks = state.everything.masks.map((m) => ({
-      segmentation: m.segmentation, area: m.area, box: [m.bbox[0], m.bbox[1], m.bbox[0] + m.bbox[2], m.bbox[1] + m.bbox[3]],
+      segmentation: m.segmentation, area: m.area,
+      box: [m.bbox[0], m.bbox[1], m.bbox[0] + m.bbox[2], m.bbox[1] + m.bbox[3]],
       score: m.predicted_iou, level: m.level, label: m.label,
       extra: { mask_id: m.id, parent: m.parent, children: m.children, stability_score: m.stability_score },
     }));
