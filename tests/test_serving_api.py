@@ -233,3 +233,5 @@ def test_serve_help_and_bad_port():
     assert "usage: semsam serve" in done.stdout and "example" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "semsam", "serve", "--port", "70000"], capture_output=True, text=True)
     assert bad.returncode == 2 and "semsam: error: --port must be in 0..65535" in bad.stderr
+    none = subprocess.run([sys.executable, "-m", "semsam", "serve", "--workers", "0"], capture_output=True, text=True)
+    assert none.returncode == 2 and "semsam: error: --workers must be at least 1" in none.stderr

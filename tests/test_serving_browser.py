@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from semsam.build import ASSETS
 from semsam.io import rle_to_mask
@@ -53,9 +55,11 @@ def server():
         process.wait(timeout=20)
 
 
-def test_upload_click_and_see_six_masks(server, tmp_path):
+def test_upload_click_and_see_six_masks(server, tmp_path, scene):
     from playwright.sync_api import sync_playwright
 
+    scene_png = tmp_path / "scene.png"
+    Image.fromarray(scene).save(scene_png)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                              args=["--no-sandbox", "--disable-gpu"])
@@ -63,7 +67,13 @@ def test_upload_click_and_see_six_masks(server, tmp_path):
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(server)
-        page.set_input_files("#file", str(ASSETS / "example.jpg"))
+        # A file that is not an image is refused with the server's reason, and the page keeps working.
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+        page.wait_for_selector("#status.error")
+        assert "not an image this server reads" in page.locator("#status").inner_text()
+        page.set_input_files("#file", str(scene_png))
+        page.wait_for_function("document.getElementById('canvas').width === 128")
+        page.click("#example")
         page.wait_for_function("document.getElementById('canvas').width === 512")
         box = page.locator("#canvas").bounding_box()
         scale = box["width"] / 512
@@ -97,8 +107,15 @@ def test_upload_click_and_see_six_masks(server, tmp_path):
         assert page.locator("#level").input_value() == "3"
         with page.expect_download() as download:
             page.click("#download-json")
-        coco = download.value.path().read_text()
-        assert '"annotations"' in coco and '"counts"' in coco
+        coco = json.loads(download.value.path().read_text())
+        assert [a["segmentation"] for a in coco["annotations"]] == rles
+        assert coco["images"][0]["file_name"] == "example.jpg" and coco["annotations"][3]["level"] == 4
+        with page.expect_download() as download:
+            page.click("#download-png")
+        assert download.value.suggested_filename == "example_level4.png"
+        png = np.asarray(Image.open(download.value.path()).convert("L"))
+        assert set(np.unique(png)) <= {0, 255}
+        assert np.array_equal(png == 255, rle_to_mask(rles[3]))
         screenshot = tmp_path / "demo.png"
         page.screenshot(path=str(screenshot), full_page=True)
         assert screenshot.stat().st_size > 10_000

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     limits = ServeLimits(max_concurrency=args.workers)
     name = args.checkpoint or args.model or DEFAULT_MODEL
     print(f"loading model {name} ...", file=sys.stderr, flush=True)

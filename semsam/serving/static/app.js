@@ -145,14 +145,14 @@ function renderMasks() {
   const select = $("level");
   select.replaceChildren();
   const result = state.result;
-  $("download-png").disabled = $("download-json").disabled = !result;
+  $("download-png").disabled = $("download-json").disabled = !(state.mode === "everything" ? state.everything : result);
   if (!result) return;
   state.level = Math.min(state.level, result.masks.length - 1);
   const total = canvas.width * canvas.height;
   result.masks.forEach((rle, level) => {
     select.append(new Option(`${level + 1} (${(100 * result.areas[level] / total).toFixed(1)}%)`, level));
     const card = document.createElement("div");
-    card.className = "mask-card" + (level === state.level ? " selected" : "");
+    card.className = "mask-card" + (state.mode === "prompt" && level === state.level ? " selected" : "");
     card.dataset.level = level + 1;
     const thumb = document.createElement("canvas");
     const scale = 300 / Math.max(canvas.width, canvas.height);
@@ -281,7 +281,7 @@ function setEverythingLevel(level) {
   $("everything-level-value").textContent = level;
   const count = state.everything.masks.filter((m) => m.level === level).length;
   $("everything-summary").textContent = `level ${level}: ${count} masks`;
-  $("download-png").disabled = $("download-json").disabled = false;
+  renderMasks();
   renderTree();
   drawStage();
 }
