@@ -201,3 +201,35 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: Font) -> str:
     while text and draw.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
+
+
+def label_map_overlay(image: np.ndarray, label_map: np.ndarray, *, alpha: float = 0.55) -> np.ndarray:
+    """Colours each segment of a label map in its own colour over an image and traces segment boundaries.
+
+    Args:
+        image: HxWx3 uint8 RGB.
+        label_map: HxW integers, 0 = no segment; the same id always gets the same colour.
+        alpha: opacity of the fill.
+
+    Returns:
+        A new HxWx3 uint8 image.
+    """
+    _check_image(image)
+    label_map = np.asarray(label_map)
+    if label_map.shape != image.shape[:2]:
+        raise ValueError(f"label map shape {label_map.shape} does not match image size {image.shape[:2]}")
+    ids = np.unique(label_map)
+    ids = ids[ids != 0]
+    colours = np.zeros((int(label_map.max(initial=0)) + 1, 3), np.float32)
+    if len(ids):
+        # Golden-ratio hue steps keep neighbouring ids far apart in colour.
+        hsv = np.stack([(ids * 0.618034 % 1.0) * 255, np.full(len(ids), 200), np.full(len(ids), 235)], -1)
+        colours[ids] = np.asarray(Image.fromarray(hsv[None].astype(np.uint8), "HSV").convert("RGB"))[0]
+    covered = label_map > 0
+    out = image.astype(np.float32)
+    out[covered] = out[covered] * (1.0 - alpha) + colours[label_map[covered]] * alpha
+    edges = np.zeros_like(covered)
+    edges[:, 1:] |= label_map[:, 1:] != label_map[:, :-1]
+    edges[1:, :] |= label_map[1:, :] != label_map[:-1, :]
+    out[edges] = DOT_RIM
+    return out.round().clip(0, 255).astype(np.uint8)

@@ -11,7 +11,9 @@ from PIL import Image
 
 from semsam.automatic.grid import crop_boxes, point_grid
 from semsam.automatic.hierarchy import CONTAINMENT_THRESHOLD, GeneratedMask, link_tree
-from semsam.automatic.masks import encode_rle, grouped_nms, mask_boxes, remove_small_regions, stability_scores
+from semsam.automatic.masks import (
+    encode_rle, grouped_nms, mask_areas, mask_boxes, remove_small_regions, stability_scores,
+)
 from semsam.image import as_rgb_uint8
 from semsam.io import rle_to_mask
 from semsam.predictor import MaskLabel, Predictor, Prompt
@@ -191,7 +193,7 @@ class MaskGenerator:
             raise ValueError(f"this model gives {count} masks per prompt, so levels must be 1..{count}; "
                              f"got {list(self.levels)}")
         valid_h, valid_w = low.valid_size
-        areas = (low.logits[..., :valid_h, :valid_w] > 0).flatten(2).sum(-1)
+        areas = mask_areas(low.logits[..., :valid_h, :valid_w] > 0)
         tokens = torch.argsort(areas, dim=1, stable=True)[:, [level - 1 for level in self.levels]]
         prompt_index = torch.arange(len(points))[:, None].expand_as(tokens)
         level = torch.tensor(self.levels)[None].expand_as(tokens)
@@ -204,7 +206,7 @@ class MaskGenerator:
         masks = self.predictor.upsample_logits(logits) > 0
         offset = torch.tensor([box[0], box[1], box[0], box[1]], dtype=torch.float32)
         boxes = mask_boxes(masks) + offset
-        areas = masks.flatten(1).sum(1)
+        areas = mask_areas(masks)
         keep = (areas > 0) & ~_near_crop_edge(boxes, box, image_size)
         prompt_index, tokens = prompt_index[keep], tokens[keep]
         labels = [None if low.labels is None else low.labels[p][t] for p, t in zip(prompt_index.tolist(), tokens.tolist())]
@@ -227,7 +229,7 @@ class MaskGenerator:
             return found
         stacked = torch.from_numpy(np.stack(masks))
         found.rles = encode_rle(stacked.numpy())
-        found.boxes, found.areas = mask_boxes(stacked), stacked.flatten(1).sum(1)
+        found.boxes, found.areas = mask_boxes(stacked), mask_areas(stacked)
         return found.select(grouped_nms(found.boxes, torch.tensor(unchanged, dtype=torch.float32), found.levels,
                                         self.box_nms_thresh))
 

@@ -20,9 +20,13 @@ def stability_scores(logits: torch.Tensor, offset: float) -> torch.Tensor:
     Returns:
         [...] scores in [0, 1]; 0 for a mask that is empty even at -offset.
     """
-    inner = (logits > offset).flatten(-2).sum(-1, dtype=torch.int64)
-    outer = (logits > -offset).flatten(-2).sum(-1, dtype=torch.int64)
+    inner, outer = mask_areas(logits > offset), mask_areas(logits > -offset)
     return torch.where(outer > 0, inner / outer.clamp(min=1), torch.zeros_like(inner, dtype=torch.float32)).float()
+
+
+def mask_areas(masks: torch.Tensor) -> torch.Tensor:
+    """Pixel count of each bool mask [..., H, W] (summing bytes: about twice as fast as summing bools)."""
+    return masks.contiguous().view(torch.uint8).flatten(-2).sum(-1, dtype=torch.int64)
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:

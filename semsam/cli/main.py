@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from semsam.checkpoint import CheckpointError
-from semsam.cli import evaluate, segment, serve, train
+from semsam.cli import evaluate, everything, segment, serve, train
 
-COMMANDS = (segment, train, evaluate, serve)
+COMMANDS = (segment, train, evaluate, everything, serve)
 
 DESCRIPTION = """semsam: segment and recognise anything at any granularity.
 
@@ -20,6 +20,7 @@ examples:
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
   semsam train configs/bsds500_tiny.toml
   semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
+  semsam everything photos/ --levels 1,3,6 --out annotations
   semsam serve --port 8000          (then open http://127.0.0.1:8000)
 
 Run `semsam COMMAND --help` for the options of each command."""

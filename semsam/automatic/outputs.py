@@ -1,0 +1,83 @@
+"""Files for one image's automatic masks: SA-1B annotation JSON, COCO JSON, whole/part tree and overlays."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semsam.automatic.hierarchy import GeneratedMask, level_label_maps
+from semsam.io import write_json_atomic, write_png_atomic
+from semsam.visualize import label_map_overlay
+
+
+def sa1b_record(masks: list[GeneratedMask], image_path: Path, json_path: Path, image_id: int,
+                height: int, width: int) -> dict[str, Any]:
+    """An SA-1B style annotation file: {"image": {...}, "annotations": [...]}, plus `level` per annotation.
+
+    `file_name` is the image's path relative to the JSON's folder, so the pair can be moved together.
+    """
+    file_name = os.path.relpath(image_path.resolve(), json_path.resolve().parent)
+    return {
+        "image": {"image_id": image_id, "width": width, "height": height, "file_name": file_name},
+        "annotations": [mask.to_sa1b() for mask in masks],
+    }
+
+
+def coco_record(masks: list[GeneratedMask], file_name: str, height: int, width: int) -> dict[str, Any]:
+    """A COCO results-style dataset with one image; each granularity level is a category ("level 1" ...)."""
+    levels = sorted({mask.level for mask in masks})
+    annotations = []
+    for mask in masks:
+        entry = mask.to_sa1b()
+        annotations.append({
+            "id": mask.id + 1, "image_id": 1, "category_id": mask.level, "segmentation": entry["segmentation"],
+            "area": entry["area"], "bbox": entry["bbox"], "iscrowd": 0, "score": entry["predicted_iou"],
+        })
+    return {
+        "images": [{"id": 1, "file_name": file_name, "height": height, "width": width}],
+        "annotations": annotations,
+        "categories": [{"id": level, "name": f"level {level}"} for level in levels],
+    }
+
+
+def tree_record(masks: list[GeneratedMask], containment_threshold: float) -> dict[str, Any]:
+    """The whole/part tree as nested nodes, roots first (masks with no coarser mask containing them)."""
+
+    def node(mask: GeneratedMask) -> dict[str, Any]:
+        return {
+            "id": mask.id, "level": mask.level, "area": mask.area, "bbox": [float(v) for v in mask.bbox],
+            "predicted_iou": round(mask.predicted_iou, 4),
+            "children": [node(masks[child]) for child in mask.children],
+        }
+
+    return {
+        "contains": f"parent contains child when area(child & parent) >= {containment_threshold} * area(child)",
+        "roots": [node(mask) for mask in masks if mask.parent is None],
+    }
+
+
+def write_image_outputs(
+    masks: list[GeneratedMask], image: np.ndarray, image_path: Path, json_path: Path, *,
+    image_id: int, containment_threshold: float,
+) -> list[Path]:
+    """Writes the extras folder (overlay per level, tree, COCO), then the SA-1B JSON last, all atomically.
+
+    The SA-1B JSON appearing is what marks the image finished, so a run killed midway redoes only this image.
+
+    Returns:
+        The paths written, the SA-1B JSON last.
+    """
+    height, width = image.shape[:2]
+    extras = json_path.with_suffix("")
+    written = []
+    for level, label_map in level_label_maps(masks, height, width).items():
+        written.append(write_png_atomic(extras / f"overlay_level{level}.png", label_map_overlay(image, label_map)))
+    written.append(write_json_atomic(extras / "tree.json", tree_record(masks, containment_threshold)))
+    record = sa1b_record(masks, image_path, json_path, image_id, height, width)
+    coco_file_name = os.path.relpath(image_path.resolve(), extras.resolve())
+    written.append(write_json_atomic(extras / "coco.json", coco_record(masks, coco_file_name, height, width)))
+    written.append(write_json_atomic(json_path, record))
+    return written

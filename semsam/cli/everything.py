@@ -1,0 +1,149 @@
+"""`semsam everything`: every mask at chosen granularity levels, for one image or a whole folder (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+DESCRIPTION = """Segment everything in an image, or in every image of a folder, at chosen granularity levels.
+
+A grid of points prompts the model; each point gives one mask per level (1 = finest ... 6 = coarsest, by
+size). Masks are kept when their predicted IoU and stability are high enough, duplicates are removed per
+level (box NMS), and each mask is nested under the smallest coarser-level mask that contains it (at least 90%
+of its area): a whole/part tree.
+
+For each image STEM, writes to --out:
+  STEM.json                      SA-1B style annotations (COCO RLE, bbox XYWH, area, predicted_iou,
+                                 stability_score, point_coords, crop_box, level); file_name is the image's
+                                 path relative to this JSON. `semsam train` reads this layout (image next to
+                                 STEM.json: use --out = the image folder for that).
+  STEM/overlay_level{L}.png      every mask of level L, one colour each, non-overlapping
+  STEM/tree.json                 the whole/part tree
+  STEM/coco.json                 COCO-format annotations, one category per level
+
+On a folder, images whose STEM.json exists are skipped, so a stopped run continues where it was; files are
+written atomically and STEM.json last, so a killed run loses at most the image it was working on.
+
+examples:
+  semsam everything semsam/assets/example.jpg --out everything_out
+  semsam everything photos/ --levels 1,3,6 --out annotations
+  semsam everything photos/ --out photos --points-per-side 16      # SA-1B layout, JSON beside each image"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "everything", help="segment everything in an image or a folder (automatic masks, whole/part tree)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="IMAGE|FOLDER", help="an image file, or a folder of images (not recursive)")
+    parser.add_argument("--levels", default="1,2,3,4,5,6", metavar="L,L,...",
+                        help="granularity levels to produce, 1 = finest ... 6 = coarsest (default: all)")
+    parser.add_argument("--out", default="semsam_everything", metavar="DIR",
+                        help="output folder (default: semsam_everything)")
+    parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
+                        f"(default: the checkpoint's own, else the embedded {DEFAULT_MODEL})")
+    parser.add_argument("--checkpoint", metavar="PATH", help="semsam checkpoint file (default: embedded weights)")
+    parser.add_argument("--points-per-side", type=int, default=32, metavar="N",
+                        help="prompt an N x N grid of points (default: 32; fewer is faster, coarser)")
+    parser.add_argument("--pred-iou-thresh", type=float, default=0.4, metavar="T",
+                        help="keep masks with predicted IoU >= T (default: 0.4, for the embedded model; SAM: 0.88)")
+    parser.add_argument("--stability-thresh", type=float, default=0.3, metavar="T",
+                        help="keep masks with stability score >= T (default: 0.3, for the embedded model; SAM: 0.95)")
+    parser.set_defaults(func=run)
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    """Parses "1,3,6" into (1, 3, 6), naming the flag on error."""
+    try:
+        levels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--levels {text!r}: expected comma-separated integers such as 1,3,6") from None
+    if not levels or min(levels) < 1 or len(set(levels)) != len(levels):
+        raise ValueError(f"--levels {text!r}: give distinct levels from 1 (finest) upwards, such as 1,3,6")
+    return levels
+
+
+def find_images(path: Path) -> list[Path]:
+    """The image itself, or the images directly inside a folder, sorted; refuses names that would collide."""
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; give an image file or a folder of images")
+    if path.is_file():
+        return [path]
+    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    stems: dict[str, Path] = {}
+    for image in images:
+        if image.stem in stems:
+            raise ValueError(f"{stems[image.stem].name} and {image.name} would both be written as {image.stem}.json; "
+                             "rename one of them")
+        stems[image.stem] = image
+    return images
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from semsam.automatic import MaskGenerator
+    from semsam.automatic.outputs import write_image_outputs
+    from semsam.build import load_model
+    from semsam.image import read_image
+
+    levels = parse_levels(args.levels)
+    if args.points_per_side < 1:
+        raise ValueError(f"--points-per-side must be positive, got {args.points_per_side}")
+    source = Path(args.input)
+    images = find_images(source)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder to write the results into")
+    todo = [image for image in images if not (out / f"{image.stem}.json").is_file()]
+    if len(todo) < len(images):
+        _progress(f"skipping {len(images) - len(todo)} finished image(s) already in {out}")
+    if not todo:
+        print(f"nothing to do: all {len(images)} image(s) have results in {out}")
+        return 0
+    _progress(f"loading model {args.checkpoint or args.model or DEFAULT_MODEL} ...")
+    model = load_model(args.model, checkpoint=args.checkpoint)
+    generator = MaskGenerator(model, levels=levels, points_per_side=args.points_per_side, output_mode="coco_rle",
+                              pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh)
+    failed: list[str] = []
+    for image_path in tqdm(todo, desc="segmenting everything", unit="image", disable=len(todo) == 1):
+        json_path = out / f"{image_path.stem}.json"
+        _remove_stale_temporaries(json_path)
+        try:
+            image = read_image(image_path)
+        except ValueError as error:
+            if len(images) == 1:
+                raise
+            failed.append(str(error))
+            continue
+        masks = generator.generate(image)
+        written = write_image_outputs(masks, image, image_path, json_path, image_id=images.index(image_path) + 1,
+                                      containment_threshold=generator.containment_threshold)
+        if len(todo) == 1:
+            roots = sum(mask.parent is None for mask in masks)
+            print(f"{len(masks)} masks ({roots} roots of the whole/part tree); wrote {', '.join(map(str, written))}")
+    if failed:
+        raise ValueError(f"{len(failed)} image(s) could not be read and were skipped: " + "; ".join(failed))
+    if len(todo) > 1:
+        print(f"done: {len(todo)} image(s) segmented, results in {out}")
+    return 0
+
+
+def _remove_stale_temporaries(json_path: Path) -> None:
+    """Deletes temp files that a killed run left while writing this image's outputs (see `write_atomic`)."""
+    extras = json_path.with_suffix("")
+    stale = list(json_path.parent.glob(f".{json_path.name}.*.tmp"))
+    stale += list(extras.glob(".*.tmp")) if extras.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
