@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from semsam import SemanticInfo
+from semsam.cli.main import main
 from semsam.io import rle_to_mask
 from semsam.serving import ServeLimits, create_app
 from serving_helpers import png_bytes, upload
@@ -227,11 +229,18 @@ def test_limits_must_be_positive():
         ServeLimits(max_concurrency=0)
 
 
-def test_serve_help_and_bad_port():
+def test_serve_help():
     done = subprocess.run([sys.executable, "-m", "semsam", "serve", "--help"], capture_output=True, text=True,
                           check=True)
     assert "usage: semsam serve" in done.stdout and "example" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "semsam", "serve", "--port", "70000"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "semsam: error: --port must be in 0..65535" in bad.stderr
-    none = subprocess.run([sys.executable, "-m", "semsam", "serve", "--workers", "0"], capture_output=True, text=True)
-    assert none.returncode == 2 and "semsam: error: --workers must be at least 1" in none.stderr
+
+
+def test_serve_refuses_bad_options_and_a_taken_port(capsys):
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "semsam: error: --port must be in 0..65535" in capsys.readouterr().err
+    assert main(["serve", "--workers", "0"]) == 2
+    assert "semsam: error: --workers must be at least 1" in capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    _check_address(args.host, args.port)
     limits = ServeLimits(max_concurrency=args.workers)
     name = args.checkpoint or args.model or DEFAULT_MODEL
     print(f"loading model {name} ...", file=sys.stderr, flush=True)
@@ -62,3 +64,12 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_address(host: str, port: int) -> None:
+    # Before the slow model load, so that a taken port is reported at once and in one line.
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror or error}); "
+                         "choose another --port, or stop what is using it") from None
