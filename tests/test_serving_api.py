@@ -128,7 +128,10 @@ def test_truncated_and_oversized_images_are_refused(small_model, scene):
         assert too_many_pixels.status_code == 413 and "40,000 pixels" in too_many_pixels.json()["detail"]
         assert len(whole) > 100_000
         too_big = upload(client, whole)
-        assert too_big.status_code == 413 and "MiB" in too_big.json()["detail"]
+        assert too_big.status_code == 413 and "the limit is 0.1 MiB" in too_big.json()["detail"]
+        # Far beyond the limit: refused from the Content-Length header, before the body is parsed.
+        huge = upload(client, png_bytes(np.random.default_rng(1).integers(0, 255, (400, 400, 3), dtype=np.uint8)))
+        assert huge.status_code == 413 and "the request is" in huge.json()["detail"]
         assert upload(client, png_bytes(scene)).status_code == 200
 
 
