@@ -21,7 +21,8 @@ class GeneratedMask:
     """One automatic mask, in pixel coordinates of the original image.
 
     `segmentation` is an HxW bool array (output_mode "binary_mask") or COCO RLE with `counts` as str
-    ("coco_rle"). Boxes are XYWH as in COCO and SA-1B. `parent` and `children` are ids (indices into the
+    ("coco_rle"). Boxes are XYWH as in COCO and SA-1B. `stability_score` is measured on the model's
+    low-resolution logits, where the generator filters. `parent` and `children` are ids (indices into the
     generator's result list) in the whole/part tree.
     """
 
