@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from semsam.checkpoint import CheckpointError
-from semsam.cli import convert, evaluate, everything, segment, train
+from semsam.cli import convert, evaluate, everything, segment, serve, train
 
-COMMANDS = (segment, train, evaluate, convert, everything)
+COMMANDS = (segment, train, evaluate, convert, everything, serve)
 
 DESCRIPTION = """semsam: segment and recognise anything at any granularity.
 
@@ -23,6 +23,7 @@ examples:
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
   semsam convert sam_vit_b sam_vit_b_01ec64.pth
   semsam everything photos/ --levels 1,3,6 --out annotations
+  semsam serve --port 8000          (then open http://127.0.0.1:8000)
 
 Run `semsam COMMAND --help` for the options of each command."""
 

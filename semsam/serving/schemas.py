@@ -1,0 +1,117 @@
+"""Request and response bodies of the HTTP API (pydantic models; FastAPI derives the OpenAPI schema from them)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Rle(BaseModel):
+    """A mask as COCO run-length encoding (pycocotools' compressed string), column-major like COCO."""
+
+    size: tuple[int, int] = Field(description="[height, width]")
+    counts: str
+
+
+class ImageInfo(BaseModel):
+    image_id: str
+    width: int
+    height: int
+    encoded: bool = Field(description="whether the image's embedding is cached, so a click only runs the decoder")
+
+
+class PredictRequest(BaseModel):
+    """Clicks and/or a box in pixel coordinates of the uploaded image (x from the left, y from the top)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[tuple[Coordinate, Coordinate]] = Field(default_factory=list, examples=[[[170, 385]]])
+    labels: list[int] = Field(default_factory=list, description="1 positive, 0 negative; all 1 when omitted",
+                              examples=[[1]])
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] | None = Field(
+        default=None, description="x0, y0, x1, y1")
+    objects: str | None = Field(default=None, description='object vocabulary, comma-separated, e.g. "person,dog"')
+    parts: str | None = Field(default=None, description='part vocabulary, comma-separated, e.g. "head,leg"')
+
+    @model_validator(mode="after")
+    def _labels_match_points(self) -> PredictRequest:
+        if not self.labels:
+            self.labels = [1] * len(self.points)
+        if len(self.labels) != len(self.points):
+            raise ValueError(f"labels must have one entry per point: {len(self.points)} points, "
+                             f"{len(self.labels)} labels")
+        if any(label not in (0, 1) for label in self.labels):
+            raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {self.labels}")
+        if self.box is None and 1 not in self.labels:
+            raise ValueError("give at least one positive point or a box; negative clicks alone do not say what "
+                             "to segment")
+        return self
+
+
+class MaskLabelOut(BaseModel):
+    object: str
+    object_score: float
+    part: str
+    part_score: float
+
+
+class PredictResponse(BaseModel):
+    """K masks for one prompt, finest -> coarsest (level 1 .. K)."""
+
+    masks: list[Rle]
+    scores: list[float] = Field(description="predicted IoU per mask")
+    labels: list[MaskLabelOut | None] = Field(
+        description="object and part label per mask; null when the model's classification heads were not trained")
+    boxes: list[tuple[float, float, float, float]] = Field(description="x0, y0, x1, y1 per mask (exclusive ends)")
+    areas: list[int]
+    labels_available: bool
+
+
+class ServerInfo(BaseModel):
+    model: str
+    levels: int = Field(description="masks per prompt (K)")
+    labels_available: bool
+    limits: dict[str, float]
+    cached_embeddings: int
+    encodes: int = Field(description="images encoded since start")
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class EverythingRequest(BaseModel):
+    """Segment everything: a grid of clicks, masks kept per granularity level and linked into a whole/part tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    levels: list[int] | None = Field(default=None, description="levels to produce, 1 = finest; all when omitted",
+                                     examples=[[1, 3, 6]])
+    points_per_side: int | None = Field(default=None, ge=1, description="the click grid is points_per_side squared; "
+                                        "default 16, or the server's limit if lower")
+    objects: str | None = Field(default=None, description='object vocabulary, comma-separated')
+    parts: str | None = Field(default=None, description='part vocabulary, comma-separated')
+
+
+class EverythingMask(BaseModel):
+    id: int = Field(description="index in `masks`")
+    level: int
+    segmentation: Rle
+    area: int
+    bbox: tuple[float, float, float, float] = Field(description="x, y, width, height (COCO)")
+    predicted_iou: float
+    stability_score: float
+    point_coords: list[tuple[float, float]] = Field(description="the grid click that gave this mask")
+    label: MaskLabelOut | None
+    parent: int | None = Field(description="id of the smallest coarser-level mask containing this one")
+    children: list[int]
+
+
+class EverythingResponse(BaseModel):
+    """Masks ordered by level, then largest first, with the whole/part tree as parent/children ids."""
+
+    levels: list[int]
+    masks: list[EverythingMask]
