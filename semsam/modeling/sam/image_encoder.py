@@ -32,15 +32,24 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, height, width, dim = x.shape
-        qkv = self.qkv(x).view(batch, height * width, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        tokens = height * width
+        qkv = self.qkv(x).view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        grid_q = q.reshape(batch * self.num_heads, height, width, -1)
+        grid_q = q.reshape(batch, self.num_heads, height, width, -1)
         # bias[q, k] = q . Rh[qh, kh] + q . Rw[qw, kw], added to the scaled dot product (unscaled q, as trained).
-        rel_h = torch.einsum("bhwc,hkc->bhwk", grid_q, relative_positions(self.rel_pos_h, height))
-        rel_w = torch.einsum("bhwc,wkc->bhwk", grid_q, relative_positions(self.rel_pos_w, width))
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(batch, self.num_heads, height * width, -1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(out.transpose(1, 2).reshape(batch, height, width, dim))
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, relative_positions(self.rel_pos_h, height)).contiguous()
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, relative_positions(self.rel_pos_w, width)).contiguous()
+        out = q.new_empty(batch, tokens, self.num_heads, q.shape[-1])
+        # One head at a time into one reused mask: a fresh [heads, tokens, tokens] mask per block costs more in
+        # page faults than the attention itself at 64x64 tokens.
+        bias = q.new_empty(batch, height, width, height, width)
+        for head in range(self.num_heads):
+            torch.add(rel_h[:, head, ..., None], rel_w[:, head, ..., None, :], out=bias)
+            one = slice(head, head + 1)
+            out[:, :, head] = F.scaled_dot_product_attention(
+                q[:, one], k[:, one], v[:, one], attn_mask=bias.view(batch, 1, tokens, tokens)
+            )[:, 0]
+        return self.proj(out.view(batch, height, width, dim))
 
 
 class MLPBlock(nn.Module):
