@@ -78,8 +78,10 @@ def load_official(name: str | None, checkpoint: str | Path) -> SemanticSam | Sam
             f"{checkpoint} is an official .pth file, which carries no config: name its model, e.g. "
             f"load_model('sam_vit_b', checkpoint=...) (known: {', '.join(sorted(MODEL_CONFIGS))})"
         )
+    _check_name(name)
+    official = read_official(checkpoint)
     model = build_model(name)
-    tensors = resolve_aliases(model, read_official(checkpoint), str(checkpoint))
+    tensors = resolve_aliases(model, official, str(checkpoint))
     own = model.state_dict()
     for key in OFFICIAL_ABSENT_KEYS:
         if key in own and key not in tensors:

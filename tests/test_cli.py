@@ -138,3 +138,14 @@ def test_official_checkpoint_without_model_name_is_an_error(tmp_path, capsys):
     official.write_bytes(b"not a checkpoint")
     assert main(["segment", str(EXAMPLE), "--point", "1,1", "--checkpoint", str(official)]) == 2
     assert "carries no config: name its model" in capsys.readouterr().err
+
+
+def test_convert_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "--help"])
+    assert exit_info.value.code == 0
+    assert "semsam convert sam_vit_b sam_vit_b_01ec64.pth" in capsys.readouterr().out
+    assert main(["convert", "sam_vit_z", str(tmp_path / "x.pth")]) == 2
+    assert "unknown model 'sam_vit_z'" in capsys.readouterr().err
+    assert main(["convert", "sam_vit_b", str(tmp_path / "absent.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -18,6 +18,15 @@ def relative_positions(rel_pos: Tensor, size: int) -> Tensor:
     return rel_pos[coords[:, None] - coords[None, :] + size - 1]
 
 
+MASK_CHUNK_BYTES = 64 << 20
+
+
+def _heads_per_chunk(num_heads: int, bytes_per_head: int) -> int:
+    """The largest divisor of num_heads whose attention masks fit in MASK_CHUNK_BYTES (at least 1)."""
+    fitting = max(1, MASK_CHUNK_BYTES // bytes_per_head)
+    return max(d for d in range(1, num_heads + 1) if num_heads % d == 0 and d <= fitting)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over a [B, H, W, C] grid with SDPA; the rel-pos bias becomes its attn_mask."""
 
@@ -31,16 +40,30 @@ class Attention(nn.Module):
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, height, width, dim = x.shape
-        qkv = self.qkv(x).view(batch, height * width, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: Tensor) -> Tensor:
+        """Attention from projected [B, H, W, 3C] queries, keys and values to [B, H, W, C], before `proj`."""
+        batch, height, width, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3] // 3
+        tokens = height * width
+        qkv = qkv.reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        grid_q = q.reshape(batch * self.num_heads, height, width, -1)
+        grid_q = q.reshape(batch, self.num_heads, height, width, -1)
         # bias[q, k] = q . Rh[qh, kh] + q . Rw[qw, kw], added to the scaled dot product (unscaled q, as trained).
-        rel_h = torch.einsum("bhwc,hkc->bhwk", grid_q, relative_positions(self.rel_pos_h, height))
-        rel_w = torch.einsum("bhwc,wkc->bhwk", grid_q, relative_positions(self.rel_pos_w, width))
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(batch, self.num_heads, height * width, -1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(out.transpose(1, 2).reshape(batch, height, width, dim))
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, relative_positions(self.rel_pos_h, height)).contiguous()
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, relative_positions(self.rel_pos_w, width)).contiguous()
+        out = q.new_empty(batch, tokens, self.num_heads, q.shape[-1])
+        # A few heads at a time into one reused mask: a fresh [heads, tokens, tokens] mask per block costs more in
+        # page faults than the attention itself at 64x64 tokens; small windows take all heads in one call.
+        chunk = _heads_per_chunk(self.num_heads, batch * tokens * tokens * q.element_size())
+        bias = q.new_empty(batch, chunk, height, width, height, width)
+        for start in range(0, self.num_heads, chunk):
+            heads = slice(start, start + chunk)
+            torch.add(rel_h[:, heads, ..., None], rel_w[:, heads, ..., None, :], out=bias)
+            out[:, :, heads] = F.scaled_dot_product_attention(
+                q[:, heads], k[:, heads], v[:, heads], attn_mask=bias.view(batch, chunk, tokens, tokens)
+            ).transpose(1, 2)
+        return out.view(batch, height, width, dim)
 
 
 class MLPBlock(nn.Module):
@@ -67,20 +90,30 @@ class Block(nn.Module):
         self.mlp = MLPBlock(dim=dim, hidden_dim=4 * dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.norm1(x)
         if self.window_size:
-            batch, height, width, dim = y.shape
-            w = self.window_size
-            y = F.pad(y, (0, 0, 0, (-width) % w, 0, (-height) % w))
-            rows, cols = y.shape[1] // w, y.shape[2] // w
-            y = y.view(batch, rows, w, cols, w, dim).transpose(2, 3).reshape(-1, w, w, dim)
-            y = self.attn(y)
-            y = y.view(batch, rows, cols, w, w, dim).transpose(2, 3).reshape(batch, rows * w, cols * w, dim)
-            y = y[:, :height, :width]
+            x = x + self._windowed_attention(self.norm1(x))
         else:
-            y = self.attn(y)
-        x = x + y
+            x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def _windowed_attention(self, y: Tensor) -> Tensor:
+        """Attention inside non-overlapping windows of the grid, padded bottom/right to whole windows.
+
+        Projecting before padding is exact (a zero-padded token projects to the qkv bias) and spares the
+        linear layers the padding tokens.
+        """
+        batch, height, width, dim = y.shape
+        w = self.window_size
+        qkv = self.attn.qkv(y)
+        rows, cols = -(-height // w), -(-width // w)
+        if (rows * w, cols * w) != (height, width):
+            padded = self.attn.qkv.bias.expand(batch, rows * w, cols * w, -1).clone()
+            padded[:, :height, :width] = qkv
+            qkv = padded
+        windows = qkv.view(batch, rows, w, cols, w, -1).transpose(2, 3).reshape(-1, w, w, qkv.shape[-1])
+        out = self.attn.attend(windows)
+        out = out.view(batch, rows, cols, w, w, dim).transpose(2, 3).reshape(batch, rows * w, cols * w, dim)
+        return self.attn.proj(out[:, :height, :width])
 
 
 class PatchEmbed(nn.Module):
