@@ -9,8 +9,8 @@ import torch
 from semsam import MODEL_CONFIGS, load_model
 from semsam.automatic import MaskGenerator
 from semsam.automatic.masks import grouped_nms
-from tests.sam_reference import import_segment_anything
-from tests.test_sam_parity import SMALL, _reference_model
+from sam_reference import import_segment_anything
+from test_sam_parity import SMALL, _reference_model
 
 
 def test_masks_match_the_reference_generator(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import scipy.io
 from semsam.data.bsds500 import Bsds500Dataset
 from semsam.evaluation.baselines import ConcentricSquares, UcmBaseline
 from semsam.evaluation.click import evaluate_clicks
-from tests.helpers import HEIGHT, WIDTH, halves_annotations, write_bsds
+from helpers import HEIGHT, WIDTH, halves_annotations, write_bsds
 
 
 def _ucm_with_two_boundaries(height: int, width: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 
 from semsam import MODEL_CONFIGS, Predictor, Prompt, build_model, load_model
 from semsam.config import SamConfig
-from tests.sam_reference import import_segment_anything
+from sam_reference import import_segment_anything
 
 SMALL = SamConfig(encoder_embed_dim=192, encoder_depth=4, encoder_num_heads=6, global_attn_indexes=(1, 3),
                   image_size=256)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from semsam import MODEL_CONFIGS, CheckpointError, build_model, load_model
-from tests.official_layout import SWIN_L, SWIN_T, semantic_sam_layout
+from official_layout import SWIN_L, SWIN_T, semantic_sam_layout
 
 # Our extra key: the released files lack it (their classification heads were never trained).
 OURS_ONLY = {"sem_seg_head.predictor.logit_scale"}
