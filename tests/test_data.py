@@ -146,7 +146,7 @@ def test_bsds_errors_name_the_problem(bsds_root: Path) -> None:
     with pytest.raises(ValueError, match=r"split 'test' not found.*\['train'\]"):
         Bsds500Dataset(root=bsds_root, split="test")
     (bsds_root / "groundTruth" / "train" / "0001.mat").write_bytes(b"not a mat file")
-    with pytest.raises(ValueError, match="cannot read BSDS500 ground truth"):
+    with pytest.raises(ValueError, match="cannot read BSDS500 ground-truth file"):
         Bsds500Dataset(root=bsds_root, split="train")[0]
 
 

@@ -75,14 +75,8 @@ def read_annotations(path: Path) -> list[np.ndarray]:
     Raises:
         ValueError: the file is unreadable or not in the BSDS500 layout.
     """
-    try:
-        content = scipy.io.loadmat(str(path))
-    except Exception as error:  # scipy raises several unrelated types for corrupt files
-        raise ValueError(f"cannot read BSDS500 ground truth {path}: {error}") from error
-    if "groundTruth" not in content:
-        raise ValueError(f"{path} has no 'groundTruth' variable; is it a BSDS500 ground-truth file?")
     label_maps = []
-    for annotator in np.asarray(content["groundTruth"]).ravel():
+    for annotator in np.asarray(read_mat_variable(path, "groundTruth", "BSDS500 ground-truth")).ravel():
         try:
             labels = np.asarray(annotator["Segmentation"]).ravel()[0]
         except (IndexError, KeyError, ValueError, TypeError) as error:
@@ -91,3 +85,18 @@ def read_annotations(path: Path) -> list[np.ndarray]:
             raise ValueError(f"{path}: a 'Segmentation' label map has shape {labels.shape}, expected [H, W]")
         label_maps.append(np.ascontiguousarray(labels, dtype=np.int64))
     return label_maps
+
+
+def read_mat_variable(path: Path, name: str, kind: str) -> np.ndarray:
+    """One variable of a MATLAB file, e.g. BSDS500's `groundTruth` or `ucm2`.
+
+    Raises:
+        ValueError: the file is unreadable or lacks the variable; `kind` names what the file should be.
+    """
+    try:
+        content = scipy.io.loadmat(str(path))
+    except Exception as error:  # scipy raises several unrelated types for corrupt files
+        raise ValueError(f"cannot read {kind} file {path}: {error}") from error
+    if name not in content:
+        raise ValueError(f"{path} has no '{name}' variable; is it a {kind} file?")
+    return content[name]

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from scipy import ndimage
 
+from semsam.data.bsds500 import read_mat_variable
 from semsam.predictor import Prediction
 
 UCM_THRESHOLDS = (0.03, 0.08, 0.15, 0.25, 0.4, 0.6)
@@ -89,10 +89,4 @@ class ConcentricSquares:
 
 def read_ucm2(path: Path) -> np.ndarray:
     """The `ucm2` array of a BSDS500 hierarchy file."""
-    try:
-        content = scipy.io.loadmat(str(path))
-    except Exception as error:  # scipy raises several unrelated types for corrupt files
-        raise ValueError(f"cannot read ucm2 file {path}: {error}") from error
-    if "ucm2" not in content:
-        raise ValueError(f"{path} has no 'ucm2' variable; is it a BSDS500 gPb-owt-ucm file?")
-    return np.asarray(content["ucm2"], dtype=np.float64)
+    return np.asarray(read_mat_variable(path, "ucm2", "BSDS500 gPb-owt-ucm"), dtype=np.float64)
