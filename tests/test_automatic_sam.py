@@ -30,6 +30,7 @@ def assert_same_masks(ours: list[GeneratedMask], expected: list[dict]) -> None:
 
 def test_masks_match_the_reference_generator(tmp_path, monkeypatch):
     sam = import_segment_anything(monkeypatch)
+    torch.manual_seed(0)
     reference = _reference_model(sam, SMALL)
     path = tmp_path / "sam_small.pth"
     torch.save(reference.state_dict(), path)
@@ -46,8 +47,9 @@ def test_masks_match_the_reference_generator(tmp_path, monkeypatch):
     # No filtering and no suppression: mask by mask, whatever the mode (the reference skips a 0 threshold).
     settings = dict(points_per_side=6, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
     everything = [m for m in sam.SamAutomaticMaskGenerator(reference, **settings).generate(image) if m["area"] > 0]
-    ours = MaskGenerator(model, levels=(1, 2, 3), **dict(settings, pred_iou_thresh=float("-inf"))).generate(image)
     assert len(everything) > 50
+    assert_same_masks(MaskGenerator(model, levels=(1, 2, 3), match_sam=True, **settings).generate(image), everything)
+    ours = MaskGenerator(model, levels=(1, 2, 3), **dict(settings, pred_iou_thresh=float("-inf"))).generate(image)
     assert_same_masks(ours, everything)
 
     # Filters on, at thresholds that keep a part: match_sam judges stability as the reference does.

@@ -68,8 +68,8 @@ class MaskGenerator:
     With `match_sam`, the mask set is that of SAM's `SamAutomaticMaskGenerator`: one box NMS over all levels of
     a crop, on its inclusive-end boxes, and stability judged on logits upsampled to original pixels (slower: every
     mask that passes the predicted-IoU filter is upsampled, as the reference upsamples every mask). Levels are
-    still reported. Both modes keep masks with predicted IoU > its threshold and stability >= its threshold, as
-    the reference does (the reference skips a filter whose threshold is 0; pass -inf for that).
+    still reported, and a predicted-IoU threshold of 0 or less turns that filter off, as in SAM. Both modes keep
+    masks with predicted IoU > its threshold and stability >= its threshold, as the reference does.
 
     The default thresholds suit the embedded `semsam_tiny`, whose predicted IoUs are modest (median about 0.35
     on BSDS500) and whose logits are soft; SAM's own defaults (0.88 and 0.95) suit SAM models.
@@ -243,7 +243,9 @@ class MaskGenerator:
         tokens = torch.argsort(areas, dim=1, stable=True)[:, [level - 1 for level in levels]]
         prompt_index = torch.arange(len(points))[:, None].expand_as(tokens)
         level = torch.tensor(levels)[None].expand_as(tokens)
-        keep = low.scores[prompt_index, tokens] > self.pred_iou_thresh
+        # SAM skips its predicted-IoU filter when the threshold is 0 or less.
+        skip_iou_filter = self.match_sam and self.pred_iou_thresh <= 0
+        keep = low.scores[prompt_index, tokens] > (float("-inf") if skip_iou_filter else self.pred_iou_thresh)
         prompt_index, tokens, level = prompt_index[keep], tokens[keep], level[keep]
         logits, scores = low.logits[prompt_index, tokens], low.scores[prompt_index, tokens]
         crop_h, crop_w = box[3] - box[1], box[2] - box[0]
