@@ -21,6 +21,9 @@ from semsam.predictor import MaskLabel, Predictor, Prompt
 OUTPUT_MODES = ("binary_mask", "coco_rle")
 # Masks whose box comes this close (pixels) to a crop's inner edge are cut by the crop: left to other crops.
 CROP_EDGE_MARGIN = 20.0
+# Boxes from low-res masks are off by up to a low-res pixel (5 px for semsam_tiny on BSDS500), so the first NMS
+# on them drops only near-duplicates (box IoU > threshold + this); the NMS on exact boxes decides the rest.
+LOW_RES_NMS_MARGIN = 0.2
 
 
 @dataclass
@@ -62,8 +65,8 @@ class MaskGenerator:
     Levels are named by measured size: for every prompt the model's K masks are sorted by area, finest first,
     so level 1 is a prompt's smallest mask and level K its largest. Filters and NMS run per level, so a part and
     the whole it belongs to never suppress each other. Masks are judged on the model's low-resolution logits:
-    predicted IoU, stability, and boxes for a first NMS; only its survivors are upsampled to original pixels,
-    where a second NMS on their exact boxes makes sure that no two kept boxes overlap beyond the threshold.
+    predicted IoU, stability, and boxes for a first NMS that drops near-duplicates; only its survivors are
+    upsampled to original pixels, where the NMS on their exact boxes decides the rest.
 
     With `match_sam`, the mask set is that of SAM's `SamAutomaticMaskGenerator`: one box NMS over all levels of
     a crop, on its inclusive-end boxes, and stability judged on logits upsampled to original pixels (slower: every
@@ -207,7 +210,8 @@ class MaskGenerator:
             kept.append(batch_kept)
             logits.append(batch_logits)
         found, logits = _Candidates.concat(kept), torch.cat(logits)
-        index = self._nms(found.boxes, found.scores, found.levels, self.box_nms_thresh)
+        margin = 0.0 if self.match_sam else LOW_RES_NMS_MARGIN
+        index = self._nms(found.boxes, found.scores, found.levels, min(1.0, self.box_nms_thresh + margin))
         found, logits = found.select(index), logits[index]
         found.rles, boxes, areas = [], [], []
         # In batches, so that only points_per_batch full-size masks are ever held at once.
