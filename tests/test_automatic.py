@@ -236,3 +236,14 @@ def test_label_map_overlay():
     assert np.array_equal(out[4, 6], [255, 255, 255]), "segment boundaries are traced"
     with pytest.raises(ValueError, match="does not match"):
         label_map_overlay(image, label_map[:5])
+
+
+def test_generate_on_an_encoded_predictor(masks, small_model, scene):
+    predictor = Predictor(small_model)
+    predictor.set_image(scene)
+    generator = MaskGenerator(small_model, points_per_side=4, **KEEP_ALL)
+    reused = generator.generate(scene, predictor=predictor)
+    assert [(m.level, m.point_coords, m.area) for m in reused] == [(m.level, m.point_coords, m.area) for m in masks]
+    assert all(np.array_equal(a.segmentation, b.segmentation) for a, b in zip(reused, masks))
+    with pytest.raises(ValueError, match="set_image"):
+        generator.generate(scene[:50], predictor=predictor)

@@ -81,6 +81,15 @@ def test_one_image(tmp_path, photos, small_checkpoint, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a", "a.json"]
 
 
+def test_match_sam_suppresses_across_levels(tmp_path, photos, small_checkpoint):
+    assert everything(photos / "a.png", tmp_path / "levels", small_checkpoint) == 0
+    assert everything(photos / "a.png", tmp_path / "sam", small_checkpoint, "--match-sam") == 0
+    per_level = check_image_outputs(tmp_path / "levels", photos / "a.png", set(range(1, 7)))["annotations"]
+    across = json.loads((tmp_path / "sam" / "a.json").read_text())["annotations"]
+    # The small random model's masks are overlapping blobs: suppressing across levels leaves fewer.
+    assert 0 < len(across) < len(per_level)
+
+
 def test_folder_resumes_after_a_kill(tmp_path, photos, small_checkpoint, capsys):
     out = tmp_path / "out"
     out.mkdir()

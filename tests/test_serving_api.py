@@ -75,13 +75,16 @@ def test_embedding_is_computed_once_per_image_and_the_cache_is_bounded(counted_m
         first = upload(client, png_bytes(scene)).json()["image_id"]
         for x in (60, 40, 90):
             assert client.post(f"/api/images/{first}/predict", json={"points": [[x, 45]]}).status_code == 200
-        assert len(counted_model.encode_calls) == 1
+        everything = client.post(f"/api/images/{first}/everything", json={"points_per_side": 2, "levels": [1]})
+        assert everything.status_code == 200
+        assert len(counted_model.encode_calls) == 1, "segment everything reuses the cached embedding"
         assert upload(client, png_bytes(scene)).json() == {"image_id": first, "width": 128, "height": 96,
                                                           "encoded": True}
         second = upload(client, png_bytes(other)).json()["image_id"]
         assert second != first
+        client.post(f"/api/images/{second}/everything", json={"points_per_side": 2})
         client.post(f"/api/images/{second}/predict", json={"points": [[60, 45]]})
-        assert len(counted_model.encode_calls) == 2
+        assert len(counted_model.encode_calls) == 2, "an image first seen by segment everything is cached too"
         # The cache holds one embedding, so going back to the first image encodes it again.
         client.post(f"/api/images/{first}/predict", json={"points": [[60, 45]]})
         assert len(counted_model.encode_calls) == 3

@@ -21,6 +21,9 @@ from semsam.predictor import MaskLabel, Predictor, Prompt
 OUTPUT_MODES = ("binary_mask", "coco_rle")
 # Masks whose box comes this close (pixels) to a crop's inner edge are cut by the crop: left to other crops.
 CROP_EDGE_MARGIN = 20.0
+# Boxes from low-res masks are off by up to a low-res pixel (5 px for semsam_tiny on BSDS500), so the first NMS
+# on them drops only near-duplicates (box IoU > threshold + this); the NMS on exact boxes decides the rest.
+LOW_RES_NMS_MARGIN = 0.2
 
 
 @dataclass
@@ -61,8 +64,15 @@ class MaskGenerator:
 
     Levels are named by measured size: for every prompt the model's K masks are sorted by area, finest first,
     so level 1 is a prompt's smallest mask and level K its largest. Filters and NMS run per level, so a part and
-    the whole it belongs to never suppress each other. Masks are first judged on the model's low-resolution
-    logits (predicted IoU and stability); only survivors are upsampled to original pixels.
+    the whole it belongs to never suppress each other. Masks are judged on the model's low-resolution logits:
+    predicted IoU, stability, and boxes for a first NMS that drops near-duplicates; only its survivors are
+    upsampled to original pixels, where the NMS on their exact boxes decides the rest.
+
+    With `match_sam`, the mask set is that of SAM's `SamAutomaticMaskGenerator`: one box NMS over all levels of
+    a crop, on its inclusive-end boxes, and stability judged on logits upsampled to original pixels (slower: every
+    mask that passes the predicted-IoU filter is upsampled, as the reference upsamples every mask). Levels are
+    still reported, and a predicted-IoU threshold of 0 or less turns that filter off, as in SAM. Both modes keep
+    masks with predicted IoU > its threshold and stability >= its threshold, as the reference does.
 
     The default thresholds suit the embedded `semsam_tiny`, whose predicted IoUs are modest (median about 0.35
     on BSDS500) and whose logits are soft; SAM's own defaults (0.88 and 0.95) suit SAM models.
@@ -83,6 +93,7 @@ class MaskGenerator:
         min_mask_region_area: fill holes and remove islands smaller than this many pixels (0: off).
         output_mode: "binary_mask" (HxW bool arrays) or "coco_rle" (COCO RLE dicts, counts as str).
         containment_threshold: mask B contains mask A when area(A & B) >= this * area(A) (for the tree).
+        match_sam: reproduce SAM's mask set (see above) instead of suppressing per level.
         objects, parts: vocabularies for labels, as for `Predictor`.
     """
 
@@ -104,6 +115,7 @@ class MaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
         containment_threshold: float = CONTAINMENT_THRESHOLD,
+        match_sam: bool = False,
         objects: str | Sequence[str] | None = None,
         parts: str | Sequence[str] | None = None,
     ) -> None:
@@ -138,13 +150,17 @@ class MaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
         self.containment_threshold = containment_threshold
+        self.match_sam = match_sam
 
     @torch.inference_mode()
-    def generate(self, image: np.ndarray | Image.Image) -> list[GeneratedMask]:
+    def generate(self, image: np.ndarray | Image.Image, *, predictor: Predictor | None = None) -> list[GeneratedMask]:
         """Segments everything in one image.
 
         Args:
             image: HxWx3 uint8 RGB (grey, RGBA, 16-bit and [0, 1] float are converted).
+            predictor: a `Predictor` of the same model whose image is already set to `image` (a cached
+                embedding): the whole image is not encoded again, and its vocabulary labels the masks.
+                Crops are still encoded by the generator's own predictor.
 
         Returns:
             Masks ordered by level, then largest first; `id` is the index in this list and `parent`/`children`
@@ -152,47 +168,75 @@ class MaskGenerator:
         """
         rgb = as_rgb_uint8(image)
         height, width = rgb.shape[:2]
+        # Predictor keeps its image size private; a mismatch would give silently wrong masks.
+        if predictor is not None and predictor._original_size != (height, width):
+            raise ValueError(f"the predictor holds a {predictor._original_size} (h, w) image but the image given is "
+                             f"{(height, width)}: call predictor.set_image(image) first, or pass no predictor")
         boxes, layers = crop_boxes(width, height, crop_n_layers=self.crop_n_layers,
                                    overlap_ratio=self.crop_overlap_ratio)
-        found = _Candidates.concat([self._crop_candidates(rgb, box, layer) for box, layer in zip(boxes, layers)])
+        found = _Candidates.concat([
+            self._crop_candidates(rgb, box, layer, predictor if layer == 0 else None)
+            for box, layer in zip(boxes, layers)
+        ])
         if len(boxes) > 1 and len(found.rles):
             crops = found.crop_boxes
             crop_area = (crops[:, 2] - crops[:, 0]) * (crops[:, 3] - crops[:, 1])
             # Duplicates between crops: the mask from the smaller crop (the more detailed view) wins.
-            found = found.select(grouped_nms(found.boxes, 1.0 / crop_area, found.levels, self.crop_nms_thresh))
+            found = found.select(self._nms(found.boxes, 1.0 / crop_area, found.levels, self.crop_nms_thresh))
         if self.min_mask_region_area > 0 and len(found.rles):
             found = self._clean(found)
         return self._results(found)
 
-    def _crop_candidates(self, rgb: np.ndarray, box: tuple[int, int, int, int], layer: int) -> _Candidates:
+    def _nms(self, boxes: torch.Tensor, scores: torch.Tensor, levels: torch.Tensor, threshold: float) -> torch.Tensor:
+        """Box NMS per level, or as SAM does it with `match_sam`: over all levels, on inclusive-end boxes."""
+        if self.match_sam:
+            return grouped_nms(boxes - boxes.new_tensor([0, 0, 1, 1]), scores, torch.zeros_like(levels), threshold)
+        return grouped_nms(boxes, scores, levels, threshold)
+
+    def _crop_candidates(
+        self, rgb: np.ndarray, box: tuple[int, int, int, int], layer: int, encoded: Predictor | None
+    ) -> _Candidates:
+        """Masks of one crop; `encoded` is a predictor that already holds the crop's embedding, if any."""
         x0, y0, x1, y1 = box
-        crop = rgb[y0:y1, x0:x1]
-        self.predictor.set_image(crop)
+        predictor = encoded or self.predictor
+        if encoded is None:
+            predictor.set_image(rgb[y0:y1, x0:x1])
         per_side = max(1, self.points_per_side // (self.crop_n_points_downscale_factor**layer))
         points = point_grid(per_side) * np.array([x1 - x0, y1 - y0], np.float32)
         kept, logits = [], []
         for start in range(0, len(points), self.points_per_batch):
-            batch_kept, batch_logits = self._batch_candidates(points[start : start + self.points_per_batch], box,
-                                                                rgb.shape[:2])
+            batch_kept, batch_logits = self._batch_candidates(
+                predictor, points[start : start + self.points_per_batch], box, rgb.shape[:2])
             kept.append(batch_kept)
             logits.append(batch_logits)
         found, logits = _Candidates.concat(kept), torch.cat(logits)
-        index = grouped_nms(found.boxes, found.scores, found.levels, self.box_nms_thresh)
+        margin = 0.0 if self.match_sam else LOW_RES_NMS_MARGIN
+        index = self._nms(found.boxes, found.scores, found.levels, min(1.0, self.box_nms_thresh + margin))
         found, logits = found.select(index), logits[index]
-        found.rles = []
+        found.rles, boxes, areas = [], [], []
         # In batches, so that only points_per_batch full-size masks are ever held at once.
         for start in range(0, len(logits), self.points_per_batch):
-            masks = self.predictor.upsample_logits(logits[start : start + self.points_per_batch]) > 0
+            masks = predictor.upsample_logits(logits[start : start + self.points_per_batch]) > 0
+            boxes.append(mask_boxes(masks))
+            areas.append(mask_areas(masks))
             full = torch.zeros(len(masks), *rgb.shape[:2], dtype=torch.bool)
             full[:, y0:y1, x0:x1] = masks
             found.rles.extend(encode_rle(full.numpy()))
-        return found
+        found.boxes = torch.cat(boxes) + found.boxes.new_tensor([x0, y0, x0, y0]) if boxes else found.boxes
+        found.areas = torch.cat(areas) if areas else found.areas
+        found = found.select(torch.nonzero(found.areas > 0)[:, 0])
+        # Exact boxes now: suppress again, so that the IoU bound holds whatever the low-res boxes missed.
+        return found.select(self._nms(found.boxes, found.scores, found.levels, self.box_nms_thresh))
 
     def _batch_candidates(
-        self, points: np.ndarray, box: tuple[int, int, int, int], image_size: tuple[int, int]
+        self, predictor: Predictor, points: np.ndarray, box: tuple[int, int, int, int], image_size: tuple[int, int]
     ) -> tuple[_Candidates, torch.Tensor]:
-        """Decodes one batch of prompts and keeps the masks that pass the filters, with their low-res logits."""
-        low = self.predictor.predict_low_res([Prompt(points=[point]) for point in points])
+        """Decodes one batch of prompts and keeps the masks that pass the filters, with their low-res logits.
+
+        Boxes are in original pixels: exact with `match_sam`, else from the low-res mask (about a low-res pixel
+        off), good enough for the crop-edge test and a first NMS. Areas are filled in once masks are upsampled.
+        """
+        low = predictor.predict_low_res([Prompt(points=[point]) for point in points])
         count = low.logits.shape[1]
         levels = self.levels or tuple(range(1, count + 1))
         if levels[-1] > count:
@@ -203,25 +247,34 @@ class MaskGenerator:
         tokens = torch.argsort(areas, dim=1, stable=True)[:, [level - 1 for level in levels]]
         prompt_index = torch.arange(len(points))[:, None].expand_as(tokens)
         level = torch.tensor(levels)[None].expand_as(tokens)
-        logits = low.logits[prompt_index, tokens]
-        scores = low.scores[prompt_index, tokens]
-        stability = stability_scores(logits[..., :valid_h, :valid_w], self.stability_score_offset)
-        keep = (scores > self.pred_iou_thresh) & (stability >= self.stability_score_thresh)
+        # SAM skips its predicted-IoU filter when the threshold is 0 or less.
+        skip_iou_filter = self.match_sam and self.pred_iou_thresh <= 0
+        keep = low.scores[prompt_index, tokens] > (float("-inf") if skip_iou_filter else self.pred_iou_thresh)
         prompt_index, tokens, level = prompt_index[keep], tokens[keep], level[keep]
-        logits, scores, stability = logits[keep], scores[keep], stability[keep]
-        masks = self.predictor.upsample_logits(logits) > 0
+        logits, scores = low.logits[prompt_index, tokens], low.scores[prompt_index, tokens]
+        crop_h, crop_w = box[3] - box[1], box[2] - box[0]
+        if self.match_sam:
+            upsampled = predictor.upsample_logits(logits)
+            stability = stability_scores(upsampled, self.stability_score_offset)
+            boxes = mask_boxes(upsampled > 0)
+        else:
+            valid = logits[..., :valid_h, :valid_w]
+            stability = stability_scores(valid, self.stability_score_offset)
+            scale = torch.tensor([crop_w / valid_w, crop_h / valid_h] * 2)
+            boxes = torch.minimum(mask_boxes(valid > 0) * scale, torch.tensor([crop_w, crop_h] * 2))
         offset = torch.tensor([box[0], box[1], box[0], box[1]], dtype=torch.float32)
-        boxes = mask_boxes(masks) + offset
-        areas = mask_areas(masks)
-        keep = (areas > 0) & ~_near_crop_edge(boxes, box, image_size)
+        boxes = boxes + offset
+        keep = ((stability >= self.stability_score_thresh) & (boxes[:, 2] > boxes[:, 0])
+                & ~_near_crop_edge(boxes, box, image_size))
         prompt_index, tokens = prompt_index[keep], tokens[keep]
         pairs = zip(prompt_index.tolist(), tokens.tolist())
         labels = [None if low.labels is None else low.labels[p][t] for p, t in pairs]
+        kept = int(keep.sum())
         found = _Candidates(
-            rles=[None] * int(keep.sum()), boxes=boxes[keep], areas=areas[keep], scores=scores[keep],
+            rles=[None] * kept, boxes=boxes[keep], areas=torch.zeros(kept, dtype=torch.int64), scores=scores[keep],
             stability=stability[keep], levels=level[keep],
             points=torch.from_numpy(points)[prompt_index] + offset[:2],
-            crop_boxes=offset.new_tensor(box)[None].expand(int(keep.sum()), 4), labels=labels,
+            crop_boxes=offset.new_tensor(box)[None].expand(kept, 4), labels=labels,
         )
         return found, logits[keep]
 
@@ -237,8 +290,8 @@ class MaskGenerator:
         stacked = torch.from_numpy(np.stack(masks))
         found.rles = encode_rle(stacked.numpy())
         found.boxes, found.areas = mask_boxes(stacked), mask_areas(stacked)
-        return found.select(grouped_nms(found.boxes, torch.tensor(unchanged, dtype=torch.float32), found.levels,
-                                        self.box_nms_thresh))
+        return found.select(self._nms(found.boxes, torch.tensor(unchanged, dtype=torch.float32), found.levels,
+                                      self.box_nms_thresh))
 
     def _results(self, found: _Candidates) -> list[GeneratedMask]:
         order = sorted(range(len(found.rles)), key=lambda i: (int(found.levels[i]), -int(found.areas[i])))

@@ -32,7 +32,9 @@ written atomically and STEM.json last, so a killed run loses at most the image i
 examples:
   semsam everything semsam/assets/example.jpg --out everything_out
   semsam everything photos/ --levels 1,3,6 --out annotations
-  semsam everything photos/ --out photos --points-per-side 16      # SA-1B layout, JSON beside each image"""
+  semsam everything photos/ --out photos --points-per-side 16      # SA-1B layout, JSON beside each image
+  semsam everything photo.jpg --model sam_vit_b --checkpoint sam_vit_b_01ec64.pth \
+      --pred-iou-thresh 0.88 --stability-thresh 0.95 --match-sam   # SAM's own mask set"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep masks with predicted IoU > T (default: 0.4, for the embedded model; SAM: 0.88)")
     parser.add_argument("--stability-thresh", type=float, default=0.3, metavar="T",
                         help="keep masks with stability score >= T (default: 0.3, for the embedded model; SAM: 0.95)")
+    parser.add_argument("--match-sam", action="store_true",
+                        help="give SAM's SamAutomaticMaskGenerator's mask set: NMS across levels, stability judged "
+                        "at full resolution (slower)")
     parser.set_defaults(func=run)
 
 
@@ -112,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     _progress(f"loading model {args.checkpoint or args.model or DEFAULT_MODEL} ...")
     model = load_model(args.model, checkpoint=args.checkpoint)
     generator = MaskGenerator(model, levels=levels, points_per_side=args.points_per_side, output_mode="coco_rle",
-                              pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh)
+                              pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh,
+                              match_sam=args.match_sam)
     failed: list[str] = []
     for image_path in tqdm(todo, desc="segmenting everything", unit="image", disable=len(todo) == 1):
         json_path = out / f"{image_path.stem}.json"

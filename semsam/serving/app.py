@@ -143,9 +143,12 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         if points_per_side > limits.max_points_per_side:
             raise HTTPException(422, f"points_per_side {points_per_side} is above this server's "
                                      f"limit of {limits.max_points_per_side}")
-        generator = MaskGenerator(model, levels=levels, points_per_side=points_per_side,
-                                  output_mode="coco_rle", objects=request_body.objects, parts=request_body.parts)
-        masks = await request.app.state.runner.run(lambda: generator.generate(image))
+        generator = MaskGenerator(model, levels=levels, points_per_side=points_per_side, output_mode="coco_rle")
+        # On the cached embedding (and with the request's vocabulary): only the decoder runs for a cached image.
+        work = lambda: store.with_predictor(  # noqa: E731 - a closure over the request, run in a worker thread
+            image_id, lambda predictor: generator.generate(image, predictor=predictor),
+            objects=request_body.objects, parts=request_body.parts)
+        masks = await request.app.state.runner.run(work)
         return EverythingResponse(levels=levels, masks=[mask.to_sa1b() for mask in masks])
 
     return app
