@@ -96,6 +96,11 @@ class Predictor:
         self.set_vocabulary(objects=objects, parts=parts)
 
     @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(height, width) of the image last given to `set_image`; None before the first."""
+        return self._original_size
+
+    @property
     def labels_available(self) -> bool:
         """Whether masks get labels: only when the model's classification heads were trained."""
         return self.model.semantic.trained

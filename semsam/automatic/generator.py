@@ -168,9 +168,9 @@ class MaskGenerator:
         """
         rgb = as_rgb_uint8(image)
         height, width = rgb.shape[:2]
-        # Predictor keeps its image size private; a mismatch would give silently wrong masks.
-        if predictor is not None and predictor._original_size != (height, width):
-            raise ValueError(f"the predictor holds a {predictor._original_size} (h, w) image but the image given is "
+        # A predictor holding another image would answer with masks of the wrong image, silently.
+        if predictor is not None and predictor.image_size != (height, width):
+            raise ValueError(f"the predictor holds a {predictor.image_size} (h, w) image but the image given is "
                              f"{(height, width)}: call predictor.set_image(image) first, or pass no predictor")
         boxes, layers = crop_boxes(width, height, crop_n_layers=self.crop_n_layers,
                                    overlap_ratio=self.crop_overlap_ratio)
