@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from semsam.data.records import mask_boxes
 from semsam.image import as_rgb_uint8
 from semsam.modeling import DecoderOutput, SemanticSam
 from semsam.modeling.sam import Sam, SamOutput
@@ -282,7 +283,7 @@ class Predictor:
         labels = None if probabilities is None else self._mask_labels(probabilities, order.tolist())
         masks_np = masks.cpu().numpy()
         return Prediction(masks=masks_np, scores=scores.float().cpu().numpy(), logits=logits.float().cpu().numpy(),
-                          boxes=_mask_boxes(masks_np), labels=labels)
+                          boxes=mask_boxes(masks_np).astype(np.float32), labels=labels)
 
     def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._text_embeddings is None:
@@ -292,12 +293,3 @@ class Predictor:
                                      self._text_encoder.encode(parts).to(device))
         return self._text_embeddings
 
-
-def _mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """x0, y0, x1, y1 (exclusive ends) of each mask; zeros for an empty mask."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, mask in enumerate(masks):
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        if len(rows):
-            boxes[i] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
-    return boxes

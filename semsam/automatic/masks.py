@@ -9,6 +9,8 @@ import scipy.ndimage
 import torch
 from pycocotools import mask as mask_utils
 
+from semsam.data.records import mask_boxes as pixel_boxes
+
 
 def stability_scores(logits: torch.Tensor, offset: float) -> torch.Tensor:
     """Area(logit > +offset) / area(logit > -offset) per mask: how little a mask moves with its threshold.
@@ -42,22 +44,7 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     Returns:
         [N, 4] float32.
     """
-    if masks.shape[0] == 0:
-        return torch.zeros(0, 4)
-    array = masks.contiguous().numpy()
-    rows, cols = torch.from_numpy(array.any(2)), torch.from_numpy(array.any(1))
-    height, width = masks.shape[1:]
-
-    def extent(present: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.arange(size)
-        first = torch.where(present, index, size).amin(1)
-        last = torch.where(present, index, -1).amax(1) + 1
-        return first, last
-
-    y0, y1 = extent(rows, height)
-    x0, x1 = extent(cols, width)
-    boxes = torch.stack([x0, y0, x1, y1], 1).float()
-    return torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
+    return torch.from_numpy(pixel_boxes(masks.contiguous().numpy()).astype(np.float32))
 
 
 def box_iou(boxes: torch.Tensor) -> torch.Tensor:
