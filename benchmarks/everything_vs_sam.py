@@ -29,10 +29,10 @@ import torch
 from semsam import MODEL_CONFIGS, load_model, read_image
 from semsam.automatic import MaskGenerator
 from semsam.automatic.masks import grouped_nms
-from tests.sam_reference import standin_modules
-from tests.test_sam_parity import _reference_model as reference_model
 
 DEFAULT_IMAGE = "../shared/data/bsds500/images/val/101085.jpg"
+# The reference's torchvision stand-in and its random-weight model builder live with the tests.
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def matched_share(ours: list[np.ndarray], ours_points: list, theirs: list[np.ndarray], theirs_points: list) -> float:
@@ -68,14 +68,16 @@ def main() -> None:
     parser.add_argument("--stability-thresh", type=float, default=0.95)
     parser.add_argument("--box-nms-thresh", type=float, default=0.7)
     args = parser.parse_args()
+    sys.path.insert(0, str(TESTS))
+    from sam_reference import reference_model, standin_modules
+
     sys.modules.update(standin_modules())
-    import segment_anything
     from segment_anything import SamAutomaticMaskGenerator, automatic_mask_generator
 
     automatic_mask_generator.batched_nms = lambda boxes, scores, groups, iou_threshold: grouped_nms(
         boxes, scores, groups, iou_threshold)
     torch.manual_seed(0)
-    reference = reference_model(segment_anything, MODEL_CONFIGS["sam_vit_b"])
+    reference = reference_model(MODEL_CONFIGS["sam_vit_b"])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "sam_vit_b_random.pth"
         torch.save(reference.state_dict(), path)

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from semsam import Predictor, load_model, read_image
-from tests.sam_reference import standin_modules
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "semsam" / "assets" / "example.jpg"
+# The reference's torchvision stand-in lives with the tests.
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 def best_seconds(function, repeats: int) -> float:
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=20, help="single-click predictions timed per implementation")
     parser.add_argument("--image", default=str(EXAMPLE))
     args = parser.parse_args()
+    sys.path.insert(0, str(TESTS))
+    from sam_reference import standin_modules
+
     sys.modules.update(standin_modules())
     from segment_anything import SamPredictor, sam_model_registry
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -187,22 +188,23 @@ class Predictor:
     def upsample_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Maps low-resolution logits [..., h, w] of the current image to its original pixels [..., H, W].
 
-        One bilinear step samples each original pixel where SAM's two steps (x4 to the padded input, crop, resize)
-        would place it, at a third of their cost.
+        Exactly SAM's two bilinear steps (x4 to the padded input, crop, resize to the original), composed into one
+        linear map per axis and applied as two matrix products, so the 4x-upsampled intermediate is never made.
         """
         if self._original_size is None:
             raise RuntimeError("call set_image(image) before upsampling")
         (input_h, input_w), (height, width) = self._input_size, self._original_size
         low_h, low_w = logits.shape[-2:]
-        padded_h, padded_w = 4 * low_h, 4 * low_w
-        # Rows beyond the image's share of the padded input are never sampled, except one for interpolation.
-        rows = min(low_h, math.ceil(input_h * low_h / padded_h) + 1)
-        cols = min(low_w, math.ceil(input_w * low_w / padded_w) + 1)
-        flat = logits[..., :rows, :cols].reshape(-1, 1, rows, cols)
-        scale = (height * padded_h / (input_h * low_h), width * padded_w / (input_w * low_w))
-        upsampled = F.interpolate(flat, scale_factor=scale, mode="bilinear", align_corners=False,
-                                  recompute_scale_factor=False)
-        return upsampled[..., :height, :width].reshape(*logits.shape[:-2], height, width)
+        rows = _upsampling_map(low_h, 4 * low_h, input_h, height).to(logits.device)
+        cols = _upsampling_map(low_w, 4 * low_w, input_w, width).to(logits.device)
+        (_, used_h), (_, used_w) = rows.shape, cols.shape
+        flat = logits[..., :used_h, :used_w].reshape(-1, used_h, used_w).float()
+        # Whichever order of the two products does fewer multiplications.
+        if used_h * width * (used_w + height) < height * used_w * (used_h + width):
+            upsampled = rows @ (flat @ cols.t())
+        else:
+            upsampled = (rows @ flat) @ cols.t()
+        return upsampled.reshape(*logits.shape[:-2], height, width)
 
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
@@ -293,3 +295,14 @@ class Predictor:
                                      self._text_encoder.encode(parts).to(device))
         return self._text_embeddings
 
+
+@functools.lru_cache(maxsize=32)
+def _upsampling_map(low: int, padded: int, valid: int, size: int) -> torch.Tensor:
+    """[size, used]: SAM's 1-D map from `low` logits to `size` pixels (bilinear to `padded`, keep the first `valid`,
+    bilinear to `size`), without the trailing low-resolution entries that no pixel depends on."""
+    impulses = torch.eye(low, dtype=torch.float64).view(low, 1, low, 1)
+    padded_input = F.interpolate(impulses, size=(padded, 1), mode="bilinear", align_corners=False)
+    weights = F.interpolate(padded_input[:, :, :valid], size=(size, 1), mode="bilinear", align_corners=False)
+    weights = weights.view(low, size).t()
+    used = int(torch.nonzero(weights.abs().sum(0))[-1]) + 1
+    return weights[:, :used].float()

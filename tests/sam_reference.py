@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import sys
 import types
+from functools import partial
 
+import torch
 from PIL import Image
+
+from semsam.config import SamConfig
+
+# A reduced ViT: fast enough for tests, with windowed and global blocks like the real ones.
+SMALL = SamConfig(encoder_embed_dim=192, encoder_depth=4, encoder_num_heads=6, global_attn_indexes=(1, 3),
+                  image_size=256)
 
 
 def standin_modules() -> dict[str, types.ModuleType]:
@@ -40,3 +48,30 @@ def import_segment_anything(monkeypatch) -> types.ModuleType:
     import segment_anything
 
     return segment_anything
+
+
+
+def reference_model(config: SamConfig) -> torch.nn.Module:
+    """A ViT built from the reference's own classes (imported beforehand), with every tensor randomised."""
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    grid = config.image_size // config.patch_size
+    model = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=config.encoder_depth, embed_dim=config.encoder_embed_dim, img_size=config.image_size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=config.encoder_num_heads,
+            patch_size=config.patch_size, qkv_bias=True, use_rel_pos=True,
+            global_attn_indexes=config.global_attn_indexes, window_size=config.window_size, out_chans=256,
+        ),
+        prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(grid, grid),
+                                     input_image_size=(config.image_size, config.image_size), mask_in_chans=16),
+        mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(
+            depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8), transformer_dim=256, iou_head_depth=3,
+            iou_head_hidden_dim=256),
+        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375],
+    )
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.add_(torch.randn(tensor.shape, generator=generator) * 0.05)
+    return model.eval()

@@ -141,14 +141,15 @@ def test_tree_parent_contains_child(masks):
     for mask in masks:
         for child in mask.children:
             assert masks[child].parent == mask.id
+        child_pixels = mask.mask()
+        containing = [m for m in masks if m.level > mask.level
+                      and (child_pixels & m.mask()).sum() >= 0.9 * child_pixels.sum()]
         if mask.parent is None:
+            assert not containing, "a mask contained by a coarser mask must have a parent"
             continue
         parent = masks[mask.parent]
         assert parent.level > mask.level and mask.id in parent.children
-        child_pixels = mask.mask()
         assert (child_pixels & parent.mask()).sum() >= 0.9 * child_pixels.sum()
-        containing = [m for m in masks if m.level > mask.level
-                      and (child_pixels & m.mask()).sum() >= 0.9 * child_pixels.sum()]
         assert parent.area == min(m.area for m in containing)
 
 

@@ -9,8 +9,7 @@ import torch
 from semsam import MODEL_CONFIGS, load_model
 from semsam.automatic import GeneratedMask, MaskGenerator
 from semsam.automatic.masks import grouped_nms
-from sam_reference import import_segment_anything
-from test_sam_parity import SMALL, _reference_model
+from sam_reference import SMALL, import_segment_anything, reference_model
 
 
 def assert_same_masks(ours: list[GeneratedMask], expected: list[dict]) -> None:
@@ -31,7 +30,7 @@ def assert_same_masks(ours: list[GeneratedMask], expected: list[dict]) -> None:
 def test_masks_match_the_reference_generator(tmp_path, monkeypatch):
     sam = import_segment_anything(monkeypatch)
     torch.manual_seed(0)
-    reference = _reference_model(sam, SMALL)
+    reference = reference_model(SMALL)
     path = tmp_path / "sam_small.pth"
     torch.save(reference.state_dict(), path)
     monkeypatch.setitem(MODEL_CONFIGS, "sam_small_test", SMALL)

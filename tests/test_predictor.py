@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from semsam import Prediction, Predictor, Prompt
 
@@ -133,3 +135,20 @@ def test_set_image_accepts_common_formats(small_model, scene):
 def test_bad_images_are_named(small_model, image, message):
     with pytest.raises(ValueError, match=message):
         Predictor(small_model).set_image(image)
+
+
+@pytest.mark.parametrize("height, width", [(90, 120), (120, 37), (301, 301), (1000, 1500)])
+def test_upsampling_is_sams_two_bilinear_steps(small_model, height, width):
+    """x4 to the padded input, crop to the resized image, resize to the original: as SamPredictor does."""
+    predictor = Predictor(small_model)
+    predictor.set_image(np.zeros((height, width, 3), np.uint8))
+    size = small_model.config.image_size
+    scale = size / max(height, width)
+    input_h, input_w = round(height * scale), round(width * scale)
+    logits = torch.randn(3, size // 4, size // 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 5
+    padded = F.interpolate(logits[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    expected = F.interpolate(padded[..., :input_h, :input_w], size=(height, width), mode="bilinear",
+                             align_corners=False)[:, 0]
+    upsampled = predictor.upsample_logits(logits.float())
+    assert upsampled.shape == (3, height, width)
+    np.testing.assert_allclose(upsampled.numpy(), expected.numpy(), rtol=0, atol=1e-4)

@@ -66,37 +66,39 @@ class GeneratedMask:
         }
 
 
-def containment(rles: list[dict[str, Any]]) -> np.ndarray:
-    """[N, N] matrix whose (i, j) entry is area(mask i & mask j) / area(mask i), computed on RLE by pycocotools.
-
-    Args:
-        rles: N COCO RLEs (counts as str) of the same image size.
-    """
-    if not rles:
-        return np.zeros((0, 0))
-    encoded = to_pycocotools(rles)
-    # With every "ground truth" marked crowd, pycocotools divides the intersection by the first argument's area.
-    return np.asarray(mask_utils.iou(encoded, encoded, [1] * len(encoded))).reshape(len(rles), len(rles))
-
-
 def link_tree(masks: list[GeneratedMask], rles: list[dict[str, Any]], threshold: float = CONTAINMENT_THRESHOLD) -> None:
     """Sets `parent` and `children`: each mask's parent is the smallest mask of a coarser level containing it.
 
+    Overlaps are measured by pycocotools on RLE, only for pairs that areas and boxes leave possible.
+
     Args:
         masks: the generated masks; `id` must equal the list index.
-        rles: their COCO RLEs, in the same order.
+        rles: their COCO RLEs (counts as str), in the same order.
         threshold: mask B contains mask A when area(A & B) >= threshold * area(A).
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"containment threshold must be in (0, 1], got {threshold}")
-    inside = containment(rles)
+    for mask in masks:
+        mask.parent, mask.children = None, []
+    if not masks:
+        return
     levels = np.array([m.level for m in masks])
     areas = np.array([m.area for m in masks], dtype=np.float64)
     scores = np.array([m.predicted_iou for m in masks])
-    for mask in masks:
-        mask.parent, mask.children = None, []
+    x0, y0, w, h = np.array([m.bbox for m in masks], dtype=np.float64).T
+    overlap_w = np.clip(np.minimum((x0 + w)[:, None], (x0 + w)[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
+    overlap_h = np.clip(np.minimum((y0 + h)[:, None], (y0 + h)[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    # area(A & B) is at most area(B) and the overlap of their boxes: pairs where either is too small cannot nest.
+    needed = threshold * areas[:, None]
+    possible = (levels[None] > levels[:, None]) & (areas[None] >= needed) & (overlap_w * overlap_h >= needed)
+    encoded = to_pycocotools(rles)
     for i, mask in enumerate(masks):
-        candidates = np.flatnonzero((levels > mask.level) & (inside[i] >= threshold))
+        candidates = np.flatnonzero(possible[i])
+        if not len(candidates):
+            continue
+        # With every "ground truth" marked crowd, pycocotools divides the intersection by the first argument's area.
+        inside = np.asarray(mask_utils.iou([encoded[i]], [encoded[j] for j in candidates], [1] * len(candidates)))
+        candidates = candidates[inside.reshape(-1) >= threshold]
         if len(candidates):
             best = candidates[np.lexsort((-scores[candidates], areas[candidates]))[0]]
             mask.parent = int(best)

@@ -76,7 +76,8 @@ class PromptEncoder(nn.Module):
             masks: [B, 1, 4h, 4w] low-resolution logits.
 
         Returns:
-            Sparse embeddings [B, P (+1 without boxes) (+2 with boxes), C] and dense embeddings [B, C, h, w].
+            Sparse embeddings [B, P (+1 without boxes) (+2 with boxes), C] and dense embeddings [B, C, h, w]
+            ([1, C, h, w] without masks).
         """
         batch = next(t.shape[0] for t in (points, boxes, masks) if t is not None)
         sparse = [torch.empty(batch, 0, self.no_mask_embed.embedding_dim, device=self.no_mask_embed.weight.device)]
@@ -98,6 +99,7 @@ class PromptEncoder(nn.Module):
         if masks is not None:
             dense = self.mask_downscaling(masks)
         else:
-            dense = self.no_mask_embed.weight.view(1, -1, 1, 1).expand(batch, -1, self.embedding_size,
+            # One shared map, not one per prompt: the decoder then projects the image tokens once for all.
+            dense = self.no_mask_embed.weight.view(1, -1, 1, 1).expand(1, -1, self.embedding_size,
                                                                         self.embedding_size)
         return torch.cat(sparse, dim=1), dense
