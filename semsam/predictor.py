@@ -19,6 +19,8 @@ from semsam.modeling.sam import Sam, SamOutput
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
 
 MAX_PROMPTS_PER_PASS = 64
+# Original-image pixels per tile of the upsampling map (see `_upsampling_map`).
+UPSAMPLING_TILE = 64
 
 
 @dataclass(frozen=True)
@@ -189,22 +191,18 @@ class Predictor:
         """Maps low-resolution logits [..., h, w] of the current image to its original pixels [..., H, W].
 
         Exactly SAM's two bilinear steps (x4 to the padded input, crop, resize to the original), composed into one
-        linear map per axis and applied as two matrix products, so the 4x-upsampled intermediate is never made.
+        linear map per axis and applied as matrix products, so the 4x-upsampled intermediate is never made.
         """
         if self._original_size is None:
             raise RuntimeError("call set_image(image) before upsampling")
         (input_h, input_w), (height, width) = self._input_size, self._original_size
         low_h, low_w = logits.shape[-2:]
-        rows = _upsampling_map(low_h, 4 * low_h, input_h, height).to(logits.device)
-        cols = _upsampling_map(low_w, 4 * low_w, input_w, width).to(logits.device)
-        (_, used_h), (_, used_w) = rows.shape, cols.shape
-        flat = logits[..., :used_h, :used_w].reshape(-1, used_h, used_w).float()
-        # Whichever order of the two products does fewer multiplications.
-        if used_h * width * (used_w + height) < height * used_w * (used_h + width):
-            upsampled = rows @ (flat @ cols.t())
-        else:
-            upsampled = (rows @ flat) @ cols.t()
-        return upsampled.reshape(*logits.shape[:-2], height, width)
+        flat = logits.reshape(-1, low_h, low_w).float()
+        rows = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_h, input_h, height)]
+        flat = torch.cat([weights @ flat[:, start : start + weights.shape[1]] for start, weights in rows], dim=1)
+        cols = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_w, input_w, width)]
+        flat = torch.cat([flat[..., start : start + weights.shape[1]] @ weights.t() for start, weights in cols], dim=2)
+        return flat.reshape(*logits.shape[:-2], height, width)
 
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
@@ -297,12 +295,17 @@ class Predictor:
 
 
 @functools.lru_cache(maxsize=32)
-def _upsampling_map(low: int, padded: int, valid: int, size: int) -> torch.Tensor:
-    """[size, used]: SAM's 1-D map from `low` logits to `size` pixels (bilinear to `padded`, keep the first `valid`,
-    bilinear to `size`), without the trailing low-resolution entries that no pixel depends on."""
+def _upsampling_map(low: int, valid: int, size: int) -> tuple[tuple[int, torch.Tensor], ...]:
+    """SAM's 1-D map from `low` logits to `size` pixels: bilinear to 4 * low, keep the first `valid`, bilinear to
+    `size`. Each pixel depends on a few neighbouring logits, so the map is cut into tiles of consecutive pixels,
+    each stored with the first logit it uses and its weights [tile pixels, logits used]."""
     impulses = torch.eye(low, dtype=torch.float64).view(low, 1, low, 1)
-    padded_input = F.interpolate(impulses, size=(padded, 1), mode="bilinear", align_corners=False)
-    weights = F.interpolate(padded_input[:, :, :valid], size=(size, 1), mode="bilinear", align_corners=False)
+    padded = F.interpolate(impulses, size=(4 * low, 1), mode="bilinear", align_corners=False)
+    weights = F.interpolate(padded[:, :, :valid], size=(size, 1), mode="bilinear", align_corners=False)
     weights = weights.view(low, size).t()
-    used = int(torch.nonzero(weights.abs().sum(0))[-1]) + 1
-    return weights[:, :used].float()
+    tiles = []
+    for first in range(0, size, UPSAMPLING_TILE):
+        used = torch.nonzero(weights[first : first + UPSAMPLING_TILE].abs().sum(0))[:, 0]
+        start, stop = int(used[0]), int(used[-1]) + 1
+        tiles.append((start, weights[first : first + UPSAMPLING_TILE, start:stop].float()))
+    return tuple(tiles)

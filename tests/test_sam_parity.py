@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from semsam import MODEL_CONFIGS, Predictor, Prompt, build_model, load_model
+from semsam.modeling.sam import mask_decoder
 from sam_reference import SMALL, import_segment_anything, reference_model
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,17 @@ def test_a_mixed_batch_answers_each_prompt_as_if_alone(pair):
         alone = predictor.predict(points=prompt.points, labels=prompt.labels, box=prompt.box)
         np.testing.assert_allclose(result.logits, alone.logits, rtol=0, atol=1e-5)
         np.testing.assert_allclose(result.scores, alone.scores, rtol=0, atol=1e-6)
+
+
+def test_prompts_decoded_in_chunks_match_the_reference(pair, monkeypatch):
+    """Shared image tokens (clicks alone) and per-prompt ones (mask inputs), split over several chunks."""
+    reference, predictor = pair
+    per_prompt = 16 * 16 * 16 * 256 // 8  # upscaled features of one prompt on the 16x16 test grid
+    monkeypatch.setattr(mask_decoder, "CHUNK_ELEMENTS", 2 * per_prompt)
+    points = [[(30 + 40 * i, 20 + 30 * i)] for i in range(5)]
+    clicks = predictor.predict_batch([Prompt(points=p) for p in points])
+    for p, ours in zip(points, clicks):
+        _assert_matches(reference, ours, {"points": p, "labels": [1]}, multimask=True)
+    refined = predictor.predict_batch([Prompt(points=p, mask_input=c.logits[0]) for p, c in zip(points, clicks)])
+    for p, c, ours in zip(points, clicks, refined):
+        _assert_matches(reference, ours, {"points": p, "labels": [1], "mask_input": c.logits[0]}, multimask=True)

@@ -1,6 +1,6 @@
 """SAM's two-way transformer: prompt tokens and image tokens attend to each other in turn.
 
-Computed as the reference computes it, in an order that costs less when many prompts share one image:
+Computes what the reference computes, in an order that costs less when many prompts share one image:
 image tokens given with batch 1 are projected once for all prompts of the first block, and attention over a few
 prompt tokens mixes their values after the output projection, P (V W), rather than before, (P V) W.
 """
