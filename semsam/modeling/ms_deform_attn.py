@@ -75,24 +75,20 @@ class MSDeformAttn(nn.Module):
         reference_points: Tensor,
         value: Tensor,
         spatial_shapes: list[tuple[int, int]],
-        padding_mask: Tensor | None = None,
     ) -> Tensor:
         """Attends from each query to a few learned points around its reference point or box.
 
         Args:
             query: [B, Q, C].
             reference_points: [B, Q, levels, 2] as (x, y), or [B, Q, levels, 4] as (cx, cy, w, h), in [0, 1].
-            value: [B, S, C], all levels flattened.
+            value: [B, S, C], all levels flattened, already through `value_proj` (features attended to by many
+                queries, as an image by many prompts, are then projected only once).
             spatial_shapes: (H, W) per level.
-            padding_mask: [B, S], True where `value` is padding.
 
         Returns:
             [B, Q, C].
         """
         batch, queries, _ = query.shape
-        value = self.value_proj(value)
-        if padding_mask is not None:
-            value = value.masked_fill(padding_mask[..., None], 0.0)
         value = value.view(batch, value.shape[1], self.num_heads, -1)
         shape = (batch, queries, self.num_heads, self.num_levels, self.num_points)
         offsets = self.sampling_offsets(query).view(*shape, 2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,8 @@ class PixelFeatures:
     mask_features: Tensor  # [B, mask_dim, H/4, W/4]
     memory: Tensor  # [B, S, C], levels flattened coarsest first (s64, s32, s16, s8)
     spatial_shapes: list[tuple[int, int]]  # (H, W) of each level in `memory`, same order
+    # Each prompt-decoder layer's value projection of `memory`, set by `SemanticSam.encode_image`.
+    memory_values: list[Tensor] = field(default_factory=list)
 
 
 class DeformableEncoderLayer(nn.Module):
@@ -36,7 +38,8 @@ class DeformableEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(self, src: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: list[tuple[int, int]]) -> Tensor:
-        src = self.norm1(src + self.self_attn(src + pos, reference_points, src, spatial_shapes))
+        src = self.norm1(src + self.self_attn(src + pos, reference_points, self.self_attn.value_proj(src),
+                                              spatial_shapes))
         return self.norm2(src + self.linear2(F.relu(self.linear1(src))))
 
 

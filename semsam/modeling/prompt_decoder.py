@@ -33,7 +33,7 @@ class DecoderLayer(nn.Module):
         query_pos: Tensor,
         token_padding: Tensor,
         reference_boxes: Tensor,
-        memory: Tensor,
+        values: Tensor,
         spatial_shapes: list[tuple[int, int]],
     ) -> Tensor:
         """Updates the tokens of every prompt.
@@ -42,7 +42,8 @@ class DecoderLayer(nn.Module):
             tgt, query_pos: [B, N, T, C]; each prompt's T tokens attend only to each other.
             token_padding: [B, N, T], True for tokens that do not exist.
             reference_boxes: [B, N, T, 4] (cx, cy, w, h) in [0, 1].
-            memory: [B, S, C] multi-scale features; spatial_shapes: (H, W) per level.
+            values: [B, S, C] multi-scale features through `cross_attn.value_proj`; spatial_shapes: (H, W) per
+                level.
 
         Returns:
             [B, N, T, C].
@@ -54,7 +55,7 @@ class DecoderLayer(nn.Module):
                                   need_weights=False)[0]
         tgt = self.norm2(tgt + attended.view(batch, prompts, tokens, dim))
         reference = reference_boxes.reshape(batch, -1, 1, 4).expand(-1, -1, NUM_LEVELS, -1)
-        crossed = self.cross_attn((tgt + query_pos).reshape(batch, -1, dim), reference, memory, spatial_shapes)
+        crossed = self.cross_attn((tgt + query_pos).reshape(batch, -1, dim), reference, values, spatial_shapes)
         tgt = self.norm1(tgt + crossed.view(batch, prompts, tokens, dim))
         return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
@@ -71,12 +72,17 @@ class PromptDecoder(nn.Module):
         self.bbox_embed = bbox_embed
         self.num_outputs = config.num_granularities
 
+    def project_memory(self, memory: Tensor) -> list[Tensor]:
+        """Each layer's cross-attention values of the multi-scale memory [B, S, C]: they depend on the image
+        alone, so an image's prompts share them."""
+        return [layer.cross_attn.value_proj(memory) for layer in self.layers]
+
     def forward(
         self,
         tgt: Tensor,
         reference_boxes: Tensor,
         token_padding: Tensor,
-        memory: Tensor,
+        memory_values: list[Tensor],
         spatial_shapes: list[tuple[int, int]],
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Runs every layer.
@@ -84,15 +90,16 @@ class PromptDecoder(nn.Module):
         Args:
             tgt: [B, N, T, C] content queries; the first `num_granularities` tokens of a prompt are its outputs.
             reference_boxes: [B, N, T, 4] anchor boxes in [0, 1].
+            memory_values: `project_memory(memory)`.
 
         Returns:
             Per layer: the normalised output tokens [B, N, K, C] and their refined boxes [B, N, K, 4].
         """
         k = self.num_outputs
         hidden_states, boxes = [], []
-        for layer, bbox_embed in zip(self.layers, self.bbox_embed):
+        for layer, bbox_embed, values in zip(self.layers, self.bbox_embed, memory_values, strict=True):
             query_pos = self.ref_point_head(box_sine_embedding(reference_boxes, tgt.shape[-1] // 2))
-            tgt = layer(tgt, query_pos, token_padding, reference_boxes, memory, spatial_shapes)
+            tgt = layer(tgt, query_pos, token_padding, reference_boxes, values, spatial_shapes)
             outputs = tgt[:, :, :k]
             refined = (bbox_embed(outputs) + inverse_sigmoid(reference_boxes[:, :, :k])).sigmoid()
             hidden_states.append(self.norm(outputs))

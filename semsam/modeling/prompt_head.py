@@ -106,7 +106,8 @@ class PromptHead(nn.Module):
 
     def forward(self, features: PixelFeatures, prompts: PromptBatch, *, with_aux: bool) -> DecoderOutput:
         tgt, boxes, padding = self.build_queries(prompts, features)
-        hidden_states, layer_boxes = self.decoder(tgt, boxes, padding, features.memory, features.spatial_shapes)
+        hidden_states, layer_boxes = self.decoder(tgt, boxes, padding, features.memory_values,
+                                                  features.spatial_shapes)
         layers = range(len(hidden_states)) if with_aux else [len(hidden_states) - 1]
         predictions = [self._predict(hidden_states[i], layer_boxes[i], features.mask_features) for i in layers]
         final = predictions[-1]

@@ -52,8 +52,11 @@ class SemanticSam(nn.Module):
         return F.pad(images, (0, (-images.shape[-1]) % d, 0, (-images.shape[-2]) % d))
 
     def encode_image(self, images: Tensor) -> PixelFeatures:
-        """Runs the backbone and pixel decoder on pre-processed images [B, 3, H, W]."""
-        return self.sem_seg_head.pixel_decoder(self.backbone(images))
+        """Runs the backbone and pixel decoder on pre-processed images [B, 3, H, W], and projects the memory
+        for the prompt decoder's cross-attention once for all prompts."""
+        features = self.sem_seg_head.pixel_decoder(self.backbone(images))
+        features.memory_values = self.sem_seg_head.predictor.decoder.project_memory(features.memory)
+        return features
 
     def mask_input_size(self, features: PixelFeatures) -> tuple[int, int]:
         """The shape of a mask input (and of the low-resolution logits): the mask-feature grid."""
