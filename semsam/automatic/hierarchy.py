@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
 
-from semsam.automatic.masks import to_pycocotools
+from semsam.automatic.masks import box_intersections, to_pycocotools
 from semsam.io import mask_to_rle, rle_to_mask
 from semsam.predictor import MaskLabel
 
@@ -85,12 +86,11 @@ def link_tree(masks: list[GeneratedMask], rles: list[dict[str, Any]], threshold:
     levels = np.array([m.level for m in masks])
     areas = np.array([m.area for m in masks], dtype=np.float64)
     scores = np.array([m.predicted_iou for m in masks])
-    x0, y0, w, h = np.array([m.bbox for m in masks], dtype=np.float64).T
-    overlap_w = np.clip(np.minimum((x0 + w)[:, None], (x0 + w)[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
-    overlap_h = np.clip(np.minimum((y0 + h)[:, None], (y0 + h)[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    boxes = torch.tensor([(x, y, x + w, y + h) for x, y, w, h in (m.bbox for m in masks)], dtype=torch.float64)
     # area(A & B) is at most area(B) and the overlap of their boxes: pairs where either is too small cannot nest.
     needed = threshold * areas[:, None]
-    possible = (levels[None] > levels[:, None]) & (areas[None] >= needed) & (overlap_w * overlap_h >= needed)
+    possible = ((levels[None] > levels[:, None]) & (areas[None] >= needed)
+                & (box_intersections(boxes).numpy() >= needed))
     encoded = to_pycocotools(rles)
     for i, mask in enumerate(masks):
         candidates = np.flatnonzero(possible[i])

@@ -47,12 +47,17 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(pixel_boxes(masks.contiguous().numpy()).astype(np.float32))
 
 
+def box_intersections(boxes: torch.Tensor) -> torch.Tensor:
+    """Pairwise intersection areas [N, N] of x0, y0, x1, y1 boxes."""
+    top_left = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    bottom_right = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    return (bottom_right - top_left).clamp(min=0).prod(-1)
+
+
 def box_iou(boxes: torch.Tensor) -> torch.Tensor:
     """Pairwise IoU [N, N] of x0, y0, x1, y1 boxes."""
     area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    top_left = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    bottom_right = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(-1)
+    inter = box_intersections(boxes)
     union = area[:, None] + area[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-9), torch.zeros_like(inter))
 
