@@ -90,6 +90,51 @@ def load_official(name: str | None, checkpoint: str | Path) -> SemanticSam | Sam
     return model
 
 
+def load_backbone(model: SemanticSam, checkpoint: str | Path) -> None:
+    """Initialises a model's backbone from pretrained weights made by `semsam convert-tflite`.
+
+    The file's backbone tensors (`features.*`) must match the backbone exactly; a classifier's head is ignored.
+
+    Raises:
+        CheckpointError: not a converted backbone file, or tensors that do not fit this backbone.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(checkpoint))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"backbone checkpoint {checkpoint} could not be read: {error}") from error
+    features = {name: tensor for name, tensor in tensors.items() if name.startswith("features.")}
+    if not features:
+        raise CheckpointError(f"{checkpoint} holds no backbone tensors (features.*): make it with "
+                              f"`semsam convert-tflite`")
+    load_tensors(model.backbone, features, str(checkpoint))
+
+
+def transfer_heads(model: SemanticSam, checkpoint: str | Path) -> list[str]:
+    """Starts a model's pixel decoder and prompt decoder from another semsam checkpoint's (for a new backbone).
+
+    Every `sem_seg_head.*` tensor of the same name and shape is copied; the others (the projections of the
+    backbone's features, whose channels differ) keep their initialisation and are returned.
+
+    Raises:
+        CheckpointError: unreadable file, or one that shares no head tensor with the model.
+    """
+    tensors, _, _ = read_checkpoint(checkpoint)
+    own = model.state_dict()
+    heads = [name for name in own if name.startswith("sem_seg_head.")]
+    fitting = {name: tensors[name] for name in heads if name in tensors and tensors[name].shape == own[name].shape}
+    if not fitting:
+        raise CheckpointError(f"{checkpoint} shares no decoder tensor with this model")
+    with torch.no_grad():
+        for name, tensor in fitting.items():
+            own[name].copy_(tensor)
+    # Shared (aliased) modules are stored under one name: a tensor copied under its other name is not fresh.
+    copied = {own[name].data_ptr() for name in fitting}
+    return sorted(name for name in heads if own[name].data_ptr() not in copied)
+
+
 def _load_semsam(name: str | None, checkpoint: str | Path) -> nn.Module:
     tensors, file_config, semantic = read_checkpoint(checkpoint)
     config = MODEL_CONFIGS[name] if name is not None else file_config
@@ -111,4 +156,5 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_CONFIGS))}")
 
 
-__all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_model", "load_official", "model_from_config"]
+__all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_backbone", "load_model", "load_official",
+           "model_from_config", "transfer_heads"]

@@ -19,6 +19,18 @@ class SwinConfig:
 
 
 @dataclass(frozen=True)
+class MobileNetV2Config:
+    """MobileNetV2 backbone with folded batch norm (outputs res2..res5 at strides 4, 8, 16, 32)."""
+
+    width_multiplier: float = 1.0
+
+
+BackboneConfig = Union[SwinConfig, MobileNetV2Config]
+# A checkpoint's backbone section is told apart by its fields; Swin first, as in every older checkpoint.
+BACKBONE_CONFIGS: tuple[type, ...] = (SwinConfig, MobileNetV2Config)
+
+
+@dataclass(frozen=True)
 class PixelDecoderConfig:
     """Multi-scale deformable-attention encoder plus the stride-4 FPN step that makes mask features."""
 
@@ -50,7 +62,7 @@ class DecoderConfig:
 class SemanticSamConfig:
     """A whole `SemanticSam` model: backbone, pixel decoder, prompt decoder and pre-processing."""
 
-    backbone: SwinConfig = field(default_factory=SwinConfig)
+    backbone: BackboneConfig = field(default_factory=SwinConfig)
     pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     image_size: int = 1024
@@ -64,10 +76,12 @@ class SemanticSamConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SemanticSamConfig":
         """Rebuilds a config from `to_dict` output, naming any unknown field."""
-        sections = {"backbone": SwinConfig, "pixel_decoder": PixelDecoderConfig, "decoder": DecoderConfig}
+        sections = {"pixel_decoder": PixelDecoderConfig, "decoder": DecoderConfig}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if key in sections:
+            if key == "backbone":
+                kwargs[key] = _build_section(_backbone_config(value), value, key)
+            elif key in sections:
                 kwargs[key] = _build_section(sections[key], value, key)
             elif key in cls.__dataclass_fields__:
                 kwargs[key] = tuple(value) if isinstance(value, list) else value
@@ -114,6 +128,15 @@ def architecture_of(config: ModelConfig) -> str:
     return next(name for name, config_cls in ARCHITECTURES.items() if isinstance(config, config_cls))
 
 
+def _backbone_config(values: dict[str, Any]) -> type:
+    """The backbone config class whose fields hold every key of a saved backbone section."""
+    for config_cls in BACKBONE_CONFIGS:
+        if set(values) <= set(config_cls.__dataclass_fields__):
+            return config_cls
+    raise ValueError(f"model config section 'backbone' has fields {sorted(values)} of no known backbone "
+                     f"({', '.join(c.__name__ for c in BACKBONE_CONFIGS)})")
+
+
 def _build_section(section_cls: type, values: dict[str, Any], name: str) -> Any:
     unknown = set(values) - set(section_cls.__dataclass_fields__)
     if unknown:
@@ -148,6 +171,25 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
             text_dim=TEXT_DIM_MINILM,
         ),
         image_size=384,
+    ),
+    "semsam_mobilenet": SemanticSamConfig(
+        backbone=MobileNetV2Config(),
+        pixel_decoder=PixelDecoderConfig(
+            conv_dim=128, mask_dim=128, num_layers=2, num_heads=4, num_points=4, ffn_dim=512, num_groups=32
+        ),
+        decoder=DecoderConfig(
+            hidden_dim=128,
+            num_layers=4,
+            num_heads=4,
+            num_points=4,
+            ffn_dim=512,
+            class_dim=TEXT_DIM_MINILM,
+            text_dim=TEXT_DIM_MINILM,
+        ),
+        image_size=384,
+        # MobileNetV2's ImageNet and DeepLab weights expect pixels scaled to [-1, 1].
+        pixel_mean=(127.5, 127.5, 127.5),
+        pixel_std=(127.5, 127.5, 127.5),
     ),
     "semantic_sam_t": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),

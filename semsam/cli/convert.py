@@ -1,4 +1,4 @@
-"""`semsam convert`: an official .pth release -> a semsam safetensors checkpoint."""
+"""`semsam convert` (official .pth releases) and `semsam convert-tflite` (MobileNetV2 TFLite files) -> safetensors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,40 @@ examples:
   semsam convert semantic_sam_t swint_only_sam_many2many.pth --out semantic_sam_t.safetensors"""
 
 
+TFLITE_DESCRIPTION = """Convert a quantized MobileNetV2 TFLite file into float safetensors, to initialise a backbone.
+
+Reads the flatbuffer with the `tflite` parser and numpy (no TensorFlow; pip install "semsam[convert]"),
+dequantizes every convolution and maps it onto semsam's MobileNetV2. An ImageNet classifier converts whole
+(backbone, head, classifier); a DeepLabV3-MobileNetV2 converts its backbone. A file that is not MobileNetV2 1.0
+is refused, naming the first convolution that does not fit. Training configs then name the result as
+backbone_checkpoint.
+
+examples:
+  semsam convert-tflite tf2_mobilenet_v2_1.0_224_ptq.tflite --out runs/pretrained/mobilenet_v2_imagenet.safetensors
+  semsam convert-tflite deeplabv3_mnv2_pascal_quant.tflite --out runs/pretrained/mobilenet_v2_deeplab_voc.safetensors"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_official(subparsers)
+    parser = subparsers.add_parser(
+        "convert-tflite", help="convert a MobileNetV2 TFLite file to safetensors (backbone initialisation)",
+        description=TFLITE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("tflite", metavar="TFLITE",
+                        help="the .tflite file (ImageNet MobileNetV2 or DeepLabV3-MobileNetV2)")
+    parser.add_argument("--out", metavar="PATH", required=True, help="safetensors file to write")
+    parser.set_defaults(func=run_tflite)
+
+
+def run_tflite(args: argparse.Namespace) -> int:
+    from semsam.tflite_convert import write_converted
+
+    written, kind = write_converted(args.tflite, args.out)
+    print(f"wrote {written} ({kind} MobileNetV2)")
+    return 0
+
+
+def _register_official(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert", help="convert an official .pth checkpoint to safetensors", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -16,14 +16,20 @@ merged) is a target, clicked at its interior-most pixel. Reported:
   coverage    per click, the mean over all segments containing the click of the best IoU; then the mean
   seconds_per_image (set_image) and ms_per_click (one predict call, all K masks) on this machine
 
+Any data set `semsam train` reads works (--dataset is its kind: bsds500, coco, coco_parts, sa1b, ...).
+
 labels: every labelled object or part mask covering >= 0.5% of its image is clicked at its interior-most
 pixel; the label of the predicted mask that best matches it (highest IoU) must name its class among the
 dataset's names. Reported: object_accuracy over object masks, part_accuracy over part masks, the same for
 the highest-scored mask (*_top1), and the chance levels (*_chance: always the most frequent class;
-*_uniform_chance: one over the number of names). Needs a model whose object/part heads were trained.
+*_uniform_chance: one over the number of names); null for a kind the data set does not name. Needs a model
+whose object/part heads were trained.
 
 examples:
   semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
+  semsam eval click --dataset coco --root ../shared/data/coco_mval --split val
+  semsam eval labels --dataset coco --root ../shared/data/camvid --split val
+  semsam eval labels --dataset coco_parts --root ../shared/data/ccp --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
   semsam eval labels --dataset synthetic_parts --dataset-option length=50 --checkpoint model.safetensors"""
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy import ndimage
 from tqdm import tqdm
 
+from semsam.clicks import interior_pixel
 from semsam.data.records import SegmentationDataset
 from semsam.predictor import Prediction
 
@@ -39,10 +39,11 @@ class ClickMetrics:
 
 
 def interior_click(mask: np.ndarray) -> tuple[int, int]:
-    """The pixel of `mask` farthest from its boundary, as (x, y)."""
-    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return int(x), int(y)
+    """The pixel of a non-empty `mask` farthest from its boundary, as (x, y)."""
+    pixel = interior_pixel(mask)
+    if pixel is None:
+        raise ValueError("cannot click on an empty mask")
+    return pixel[1], pixel[0]
 
 
 def mask_ious(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -20,18 +20,19 @@ class LabelMetrics:
     `*_accuracy` reads the label of the predicted mask that best matches the target (highest IoU among the K),
     so it measures recognition apart from choosing the granularity; `*_accuracy_top1` reads the label of the
     highest-scored mask instead. `*_chance` is the share of the most frequent class among the targets (what
-    always answering that class scores); `*_uniform_chance` is one over the number of names.
+    always answering that class scores); `*_uniform_chance` is one over the number of names. A kind without
+    targets (e.g. parts in a data set of objects only) has None for its figures.
     """
 
-    object_accuracy: float
-    object_accuracy_top1: float
-    object_chance: float
-    object_uniform_chance: float
+    object_accuracy: float | None
+    object_accuracy_top1: float | None
+    object_chance: float | None
+    object_uniform_chance: float | None
     object_targets: int
-    part_accuracy: float
-    part_accuracy_top1: float
-    part_chance: float
-    part_uniform_chance: float
+    part_accuracy: float | None
+    part_accuracy_top1: float | None
+    part_chance: float | None
+    part_uniform_chance: float | None
     part_targets: int
     mean_match_iou: float
     images: int
@@ -47,7 +48,7 @@ def evaluate_labels(
 
     Args:
         predictor: wraps a model whose classification heads were trained.
-        dataset: images with labelled masks and `object_names` / `part_names`.
+        dataset: images with labelled masks and `object_names`, `part_names` or both.
         max_images: evaluate only the first N images.
         progress: show a progress bar.
 
@@ -56,9 +57,9 @@ def evaluate_labels(
     """
     if not predictor.labels_available:
         raise ValueError("this model's object/part heads were never trained, so its masks have no labels to evaluate")
-    if not dataset.object_names or not dataset.part_names:
-        raise ValueError("label accuracy needs a dataset that names its object and part classes (e.g. synthetic_parts)")
-    predictor.set_vocabulary(objects=dataset.object_names, parts=dataset.part_names)
+    if not dataset.object_names and not dataset.part_names:
+        raise ValueError("label accuracy needs a dataset that names its object or part classes (e.g. coco, coco_parts)")
+    predictor.set_vocabulary(objects=dataset.object_names or None, parts=dataset.part_names or None)
     hits: dict[str, list[tuple[bool, bool]]] = {"object": [], "part": []}
     truths: dict[str, list[str]] = {"object": [], "part": []}
     match_ious: list[float] = []
@@ -90,9 +91,9 @@ def evaluate_labels(
     objects, parts = _summary(hits["object"], truths["object"]), _summary(hits["part"], truths["part"])
     return LabelMetrics(
         object_accuracy=objects[0], object_accuracy_top1=objects[1], object_chance=objects[2],
-        object_uniform_chance=1 / len(dataset.object_names), object_targets=len(hits["object"]),
+        object_uniform_chance=_uniform(dataset.object_names, hits["object"]), object_targets=len(hits["object"]),
         part_accuracy=parts[0], part_accuracy_top1=parts[1], part_chance=parts[2],
-        part_uniform_chance=1 / len(dataset.part_names), part_targets=len(hits["part"]),
+        part_uniform_chance=_uniform(dataset.part_names, hits["part"]), part_targets=len(hits["part"]),
         mean_match_iou=float(np.mean(match_ious)) if match_ious else 0.0, images=images,
     )
 
@@ -102,9 +103,13 @@ def _label(prediction: Prediction, index: int, kind: str) -> str:
     return label.object if kind == "object" else label.part
 
 
-def _summary(hits: list[tuple[bool, bool]], truths: list[str]) -> tuple[float, float, float]:
-    """(accuracy of the best-matching mask, accuracy of the top-scored mask, majority-class share)."""
+def _uniform(names: tuple[str, ...] | None, hits: list[tuple[bool, bool]]) -> float | None:
+    return 1 / len(names) if names and hits else None
+
+
+def _summary(hits: list[tuple[bool, bool]], truths: list[str]) -> tuple[float | None, float | None, float | None]:
+    """(accuracy of the best-matching mask, accuracy of the top-scored mask, majority-class share), or Nones."""
     if not hits:
-        return 0.0, 0.0, 0.0
+        return None, None, None
     best, top = np.mean(hits, axis=0)
     return float(best), float(top), Counter(truths).most_common(1)[0][1] / len(truths)

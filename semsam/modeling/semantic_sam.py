@@ -1,4 +1,4 @@
-"""The `SemanticSam` model: Swin backbone -> deformable pixel decoder -> prompt-query decoder and heads."""
+"""The `SemanticSam` model: Swin or MobileNetV2 backbone -> deformable pixel decoder -> prompt-query decoder and heads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semsam.config import SemanticInfo, SemanticSamConfig
+from semsam.config import BackboneConfig, MobileNetV2Config, SemanticInfo, SemanticSamConfig
 from semsam.modeling.common import mask_logits_to_boxes
+from semsam.modeling.mobilenet_v2 import MobileNetV2Backbone
 from semsam.modeling.pixel_decoder import PixelDecoder, PixelFeatures
 from semsam.modeling.prompt_head import DecoderOutput, PromptBatch, PromptHead
 from semsam.modeling.swin import SwinBackbone
@@ -32,7 +33,7 @@ class SemanticSam(nn.Module):
         super().__init__()
         self.config = config
         self.semantic = semantic or SemanticInfo()
-        self.backbone = SwinBackbone(config=config.backbone)
+        self.backbone = build_backbone(config.backbone)
         self.sem_seg_head = SemSegHead(config=config, in_channels=self.backbone.num_features)
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
@@ -127,6 +128,13 @@ class SemanticSam(nn.Module):
     def forward(self, images: Tensor, prompts: PromptBatch) -> DecoderOutput:
         """Training entry: pre-processed images and their prompts, with deep supervision outputs."""
         return self.decode(self.encode_image(images), prompts, with_aux=True)
+
+
+def build_backbone(config: BackboneConfig) -> SwinBackbone | MobileNetV2Backbone:
+    """The backbone a config describes; each has `num_features` and returns res2..res5."""
+    if isinstance(config, MobileNetV2Config):
+        return MobileNetV2Backbone(config=config)
+    return SwinBackbone(config=config)
 
 
 def _keep_best(output: DecoderOutput) -> DecoderOutput:

@@ -31,6 +31,8 @@ class TrainConfig:
     model: str = "semsam_tiny"
     output_dir: str = "runs/default"
     init_checkpoint: str | None = None
+    backbone_checkpoint: str | None = None  # pretrained backbone (semsam convert-tflite); unused with init_checkpoint
+    heads_checkpoint: str | None = None  # decoders from another semsam checkpoint; unused with init_checkpoint
     datasets: tuple[DatasetSpec, ...] = ()
     validation: DatasetSpec | None = None
     validation_images: int = 20
@@ -46,6 +48,8 @@ class TrainConfig:
     warmup_steps: int = 200
     grad_clip: float = 1.0
     mask_prompt_prob: float = 0.25
+    correction_prob: float = 0.0  # share of steps that first simulate corrective clicks
+    max_corrections: int = 3  # such a step simulates 1..max_corrections rounds
     num_points: int = 3136
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -86,7 +90,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
         raise ValueError(f"{path} lists no [[datasets]] to train on")
     if "validation" in raw:
         values["validation"] = _dataset(raw["validation"], base, path)
-    for key in ("output_dir", "init_checkpoint"):
+    for key in ("output_dir", "init_checkpoint", "backbone_checkpoint", "heads_checkpoint"):
         if values.get(key):
             values[key] = str(base / values[key])
     return TrainConfig(**values)

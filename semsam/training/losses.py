@@ -90,7 +90,7 @@ class MultiChoiceLoss(nn.Module):
         """
         if (object_text is not None or part_text is not None) and classifier is None:
             raise ValueError("object_text/part_text need classifier=model.sem_seg_head.predictor.classify")
-        low_res_truth = _downsample_masks(targets.gt_masks, outputs.mask_logits.shape[-2:])
+        low_res_truth = downsample_masks(targets.gt_masks, outputs.mask_logits.shape[-2:])
         texts = {"object_class": (object_text, targets.object_classes, "object_embeddings"),
                  "part_class": (part_text, targets.part_classes, "part_embeddings")}
         aux = torch.zeros((), device=outputs.mask_logits.device)
@@ -183,7 +183,7 @@ def _class_term(classifier: Classifier, embeddings: Tensor, labels: Tensor, text
     return F.cross_entropy(logits, labels[labelled], reduction="sum") / int(labelled.sum())
 
 
-def _downsample_masks(masks: Tensor, size: torch.Size) -> Tensor:
+def downsample_masks(masks: Tensor, size: torch.Size) -> Tensor:
     """Area-averages [B, M, H, W] bool masks to the prediction size and thresholds at one half."""
     height, width = masks.shape[-2:]
     factor_h, factor_w = height // size[0], width // size[1]

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from semsam.data.prompts import PromptTargets
 from semsam.modeling import DecoderOutput, PromptBatch, SemanticSam
-from semsam.training.losses import MultiChoiceLoss
+from semsam.training.corrections import add_corrective_clicks, single_targets
+from semsam.training.losses import MultiChoiceLoss, downsample_masks
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -84,12 +85,23 @@ class TrainingForward(nn.Module):
         self.part_text = part_text
         self.precision = precision
 
-    def forward(self, images: Tensor, prompts: PromptBatch, targets: PromptTargets, feed_back_masks: bool) -> dict[str, Tensor]:
-        """Losses of one batch; `feed_back_masks` first predicts without gradients and feeds the best masks back."""
+    def forward(
+        self, images: Tensor, prompts: PromptBatch, targets: PromptTargets, feed_back_masks: bool, corrections: int = 0
+    ) -> dict[str, Tensor]:
+        """Losses of one batch.
+
+        Args:
+            feed_back_masks: first predict without gradients and feed the best masks back as mask inputs.
+            corrections: simulate this many rounds of corrective clicks first, each feeding back the best mask
+                and clicking on its larger error with respect to one target per prompt, which the loss then
+                supervises alone (overrides `feed_back_masks`).
+        """
         device = self.model.device
         with autocast(self.precision, device):
             features = self.model.encode_image(self.model.preprocess(images))
-            if feed_back_masks:
+            if corrections:
+                prompts, targets = self._corrected(features, prompts, targets, corrections)
+            elif feed_back_masks:
                 prompts = self._with_mask_prompts(features, prompts)
             output = self.model.decode(features, prompts, with_aux=True)
         labelled = self.object_text is not None or self.part_text is not None
@@ -98,6 +110,22 @@ class TrainingForward(nn.Module):
             classifier=self.model.sem_seg_head.predictor.classify if labelled else None,
             object_text=self.object_text, part_text=self.part_text,
         )
+
+    def _corrected(
+        self, features: Any, prompts: PromptBatch, targets: PromptTargets, rounds: int
+    ) -> tuple[PromptBatch, PromptTargets]:
+        """Prompts after `rounds` simulated corrections toward one random target each, and those targets."""
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        targets, has_target = single_targets(targets, generator)
+        size = features.mask_features.shape[-2:]
+        low_res = downsample_masks(targets.gt_masks, size)
+        image_index = torch.arange(low_res.shape[0], device=low_res.device)[:, None]
+        truth = low_res[image_index, targets.indices[..., 0].clamp(min=0)]
+        for _ in range(rounds):
+            with torch.no_grad():
+                output: DecoderOutput = self.model.decode(features, prompts)
+            prompts = add_corrective_clicks(prompts, output, truth, has_target)
+        return prompts, targets
 
     def _with_mask_prompts(self, features: Any, prompts: PromptBatch) -> PromptBatch:
         """Feeds each prompt's highest-scored earlier prediction back as a mask input, as a user would."""

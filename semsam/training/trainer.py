@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semsam.build import build_model
+from semsam.build import build_model, load_backbone, transfer_heads
 from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
 from semsam.config import SemanticInfo
 from semsam.data import SegmentationRecord, build_dataset
@@ -50,6 +50,13 @@ class Trainer:
             tensors, _, semantic = read_checkpoint(config.init_checkpoint)
             load_tensors(self.model, tensors, config.init_checkpoint)
             self.model.semantic = semantic
+        else:
+            if config.backbone_checkpoint:
+                load_backbone(self.model, config.backbone_checkpoint)
+            if config.heads_checkpoint:
+                fresh = transfer_heads(self.model, config.heads_checkpoint)
+                if self.placement.is_main:
+                    print(f"decoders from {config.heads_checkpoint}; initialised afresh: {', '.join(fresh) or 'none'}")
         self.model.to(self.placement.device)
         self.image_size = config.image_size or self.model.config.image_size
         # The exported model runs at the size it was trained at.
@@ -191,8 +198,11 @@ class Trainer:
         )
         device = self.placement.device
         feed_back_masks = bool(rng.random() < self.config.mask_prompt_prob)
+        corrections = 0
+        if self.config.correction_prob > 0 and rng.random() < self.config.correction_prob:
+            corrections = int(rng.integers(1, self.config.max_corrections + 1))
         losses = self.forward(images.to(device), to_device(prompts, device), to_device(targets, device),
-                              feed_back_masks)
+                              feed_back_masks, corrections)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["total"]).backward()
         if self.config.grad_clip > 0:

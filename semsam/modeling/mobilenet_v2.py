@@ -1,0 +1,126 @@
+"""MobileNetV2 (Sandler et al. 2018) with batch norm folded into the convolutions, as in TFLite exports.
+
+The layout follows the TF-slim/Keras graph that the Coral TFLite files were exported from, so that converted
+weights (`semsam.tflite_convert`) load one-to-one: convolutions carry a bias, padding is TensorFlow's "SAME".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from semsam.config import MobileNetV2Config
+
+# (expansion t, output channels c, repeats n, first stride s), the paper's Table 2.
+INVERTED_RESIDUAL_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                              (6, 160, 3, 2), (6, 320, 1, 1))
+# After which entry of `features` each pyramid level is taken (strides 4, 8, 16, 32).
+FEATURE_TAPS = {"res2": 3, "res3": 6, "res4": 13, "res5": 17}
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """Channels times the width multiplier, rounded to a multiple of 8 as in the reference implementation."""
+    scaled = max(8, int(channels * width + 4) // 8 * 8)
+    return scaled + 8 if scaled < 0.9 * channels * width else scaled
+
+
+class SameConv2d(nn.Conv2d):
+    """A convolution with TensorFlow's "SAME" padding: for stride 2 on even sizes the extra row/column is at the end."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        pads = []
+        for size, kernel, stride, dilation in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1],
+                                                  self.dilation[::-1]):
+            total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+class ConvAct(nn.Module):
+    """A folded conv + batch-norm, optionally followed by ReLU6."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 groups: int = 1, relu6: bool = True) -> None:
+        super().__init__()
+        self.conv = SameConv2d(in_channels, out_channels, kernel_size, stride=stride, groups=groups)
+        self.relu6 = relu6
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        return F.relu6(x) if self.relu6 else x
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expansion (absent for t = 1) -> 3x3 depthwise -> linear 1x1 projection, residual when shapes allow."""
+
+    def __init__(self, *, in_channels: int, out_channels: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        hidden = in_channels * expansion
+        self.expand = ConvAct(in_channels=in_channels, out_channels=hidden) if expansion != 1 else None
+        self.depthwise = ConvAct(in_channels=hidden, out_channels=hidden, kernel_size=3, stride=stride, groups=hidden)
+        self.project = ConvAct(in_channels=hidden, out_channels=out_channels, relu6=False)
+        self.residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.project(self.depthwise(x if self.expand is None else self.expand(x)))
+        return x + out if self.residual else out
+
+
+def build_features(width: float) -> tuple[nn.ModuleList, list[int]]:
+    """The stem and the 17 inverted-residual blocks, and the channels of each entry's output."""
+    channels = scaled_channels(STEM_CHANNELS, width)
+    layers: list[nn.Module] = [ConvAct(in_channels=3, out_channels=channels, kernel_size=3, stride=2)]
+    outputs = [channels]
+    for expansion, base, repeats, first_stride in INVERTED_RESIDUAL_SETTINGS:
+        out_channels = scaled_channels(base, width)
+        for i in range(repeats):
+            layers.append(InvertedResidual(in_channels=channels, out_channels=out_channels,
+                                           stride=first_stride if i == 0 else 1, expansion=expansion))
+            channels = out_channels
+            outputs.append(channels)
+    return nn.ModuleList(layers), outputs
+
+
+class MobileNetV2Backbone(nn.Module):
+    """MobileNetV2 returning res2..res5 feature maps (strides 4, 8, 16, 32) for the pixel decoder."""
+
+    def __init__(self, *, config: MobileNetV2Config) -> None:
+        super().__init__()
+        self.features, channels = build_features(config.width_multiplier)
+        self.num_features = [channels[index] for index in FEATURE_TAPS.values()]
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """images: [B, 3, H, W] normalised. Returns {"res2": ..., "res5": ...} as [B, C, h, w]."""
+        taps = {index: name for name, index in FEATURE_TAPS.items()}
+        outputs = {}
+        x = images
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in taps:
+                outputs[taps[index]] = x
+        return outputs
+
+
+class MobileNetV2Classifier(nn.Module):
+    """The ImageNet classifier: features, a 1x1 conv to 1280 channels, global average pooling and logits.
+
+    Used to check converted weights against the TFLite interpreter; the segmentation models use the backbone.
+    """
+
+    def __init__(self, *, config: MobileNetV2Config, num_classes: int = 1001) -> None:
+        super().__init__()
+        self.features, channels = build_features(config.width_multiplier)
+        head_channels = scaled_channels(HEAD_CHANNELS, max(1.0, config.width_multiplier))
+        self.head = ConvAct(in_channels=channels[-1], out_channels=head_channels)
+        self.classifier = nn.Linear(self.head.conv.out_channels, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images: [B, 3, H, W] scaled to [-1, 1]. Returns [B, num_classes] logits."""
+        x = images
+        for layer in self.features:
+            x = layer(x)
+        return self.classifier(self.head(x).mean((2, 3)))
