@@ -154,39 +154,27 @@ class SemanticInfo:
 
 
 TEXT_DIM_MINILM = 384
+# The decoders of the small CPU models, whatever their backbone.
+SMALL_PIXEL_DECODER = PixelDecoderConfig(
+    conv_dim=128, mask_dim=128, num_layers=2, num_heads=4, num_points=4, ffn_dim=512, num_groups=32
+)
+SMALL_DECODER = DecoderConfig(
+    hidden_dim=128, num_layers=4, num_heads=4, num_points=4, ffn_dim=512, class_dim=TEXT_DIM_MINILM,
+    text_dim=TEXT_DIM_MINILM,
+)
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     "semsam_tiny": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16), window_size=7),
-        pixel_decoder=PixelDecoderConfig(
-            conv_dim=128, mask_dim=128, num_layers=2, num_heads=4, num_points=4, ffn_dim=512, num_groups=32
-        ),
-        decoder=DecoderConfig(
-            hidden_dim=128,
-            num_layers=4,
-            num_heads=4,
-            num_points=4,
-            ffn_dim=512,
-            class_dim=TEXT_DIM_MINILM,
-            text_dim=TEXT_DIM_MINILM,
-        ),
+        pixel_decoder=SMALL_PIXEL_DECODER,
+        decoder=SMALL_DECODER,
         image_size=384,
     ),
     "semsam_mobilenet": SemanticSamConfig(
         backbone=MobileNetV2Config(),
-        pixel_decoder=PixelDecoderConfig(
-            conv_dim=128, mask_dim=128, num_layers=2, num_heads=4, num_points=4, ffn_dim=512, num_groups=32
-        ),
-        decoder=DecoderConfig(
-            hidden_dim=128,
-            num_layers=4,
-            num_heads=4,
-            num_points=4,
-            ffn_dim=512,
-            class_dim=TEXT_DIM_MINILM,
-            text_dim=TEXT_DIM_MINILM,
-        ),
-        image_size=384,
+        pixel_decoder=SMALL_PIXEL_DECODER,
+        decoder=SMALL_DECODER,
+        image_size=320,
         # MobileNetV2's ImageNet and DeepLab weights expect pixels scaled to [-1, 1].
         pixel_mean=(127.5, 127.5, 127.5),
         pixel_std=(127.5, 127.5, 127.5),
