@@ -37,7 +37,7 @@ def start_server(workers: int) -> tuple[str, object]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(model=load_model(), model_name="semsam_tiny", limits=ServeLimits(max_concurrency=workers))
+    app = create_app(model=load_model(), model_name="semsam_mobilenet", limits=ServeLimits(max_concurrency=workers))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{port}"

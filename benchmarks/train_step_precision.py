@@ -38,7 +38,7 @@ def time_steps(precision: str, args: argparse.Namespace, output: str) -> tuple[l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="semsam_tiny")
+    parser.add_argument("--model", default="semsam_mobilenet")
     parser.add_argument("--image-size", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--prompts", type=int, default=16)

@@ -164,12 +164,6 @@ SMALL_DECODER = DecoderConfig(
 )
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
-    "semsam_tiny": SemanticSamConfig(
-        backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16), window_size=7),
-        pixel_decoder=SMALL_PIXEL_DECODER,
-        decoder=SMALL_DECODER,
-        image_size=384,
-    ),
     "semsam_mobilenet": SemanticSamConfig(
         backbone=MobileNetV2Config(),
         pixel_decoder=SMALL_PIXEL_DECODER,
@@ -194,4 +188,4 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     ),
 }
 
-DEFAULT_MODEL = "semsam_tiny"
+DEFAULT_MODEL = "semsam_mobilenet"

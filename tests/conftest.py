@@ -9,8 +9,8 @@ from semsam import MODEL_CONFIGS, SemanticSam
 
 @pytest.fixture(scope="session")
 def small_config():
-    """The tiny default architecture at a small input size, so tests run fast on 2 cores."""
-    return replace(MODEL_CONFIGS["semsam_tiny"], image_size=128)
+    """The default architecture at a small input size, so tests run fast on 2 cores."""
+    return replace(MODEL_CONFIGS["semsam_mobilenet"], image_size=128)
 
 
 @pytest.fixture(scope="session")

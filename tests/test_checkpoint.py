@@ -65,8 +65,8 @@ def test_mismatched_checkpoint_names_keys_and_shapes(tmp_path, small_model, smal
 def test_checkpoint_for_another_config_is_refused(tmp_path, small_model, small_config):
     path = tmp_path / "model.safetensors"
     save_checkpoint(path, small_model, small_config, SemanticInfo())
-    with pytest.raises(CheckpointError, match="different config than 'semsam_tiny'.*image_size"):
-        load_model("semsam_tiny", checkpoint=path)
+    with pytest.raises(CheckpointError, match="different config than 'semsam_mobilenet'.*image_size"):
+        load_model("semsam_mobilenet", checkpoint=path)
 
 
 def test_shape_mismatch_against_named_config(tmp_path, small_config):
@@ -103,7 +103,7 @@ def test_missing_checkpoint_and_foreign_file(tmp_path):
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="unknown model 'sam_vit_z'; known models: .*semsam_tiny"):
+    with pytest.raises(ValueError, match="unknown model 'sam_vit_z'; known models: .*semsam_mobilenet"):
         load_model("sam_vit_z")
 
 

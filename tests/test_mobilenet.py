@@ -12,9 +12,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from semsam import MODEL_CONFIGS, load_model
-from semsam.build import build_model, load_backbone
+from semsam.build import build_model, load_backbone, model_from_config
 from semsam.checkpoint import CheckpointError, save_checkpoint
-from semsam.config import MobileNetV2Config, SemanticSamConfig, SwinConfig
+from semsam.config import (SMALL_DECODER, SMALL_PIXEL_DECODER, MobileNetV2Config, SemanticSamConfig,
+                           SwinConfig)
 from semsam.modeling.mobilenet_v2 import MobileNetV2Classifier, SameConv2d
 
 CORAL = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "coral"
@@ -22,6 +23,9 @@ IMAGENET = CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 DEEPLAB = CORAL / "deeplabv3_mnv2_pascal_quant.tflite"
 BODYPIX = CORAL / "bodypix_mobilenet_v1_075_512_512_16_quant_decoder.tflite"
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mval" / "val"
+# The architecture of the previous default, semsam_tiny: a small Swin with the same decoders.
+SMALL_SWIN = SemanticSamConfig(backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16)),
+                               pixel_decoder=SMALL_PIXEL_DECODER, decoder=SMALL_DECODER, image_size=128)
 needs_coral = pytest.mark.skipif(not IMAGENET.is_file(), reason=f"Coral TFLite weights not found in {CORAL}")
 
 
@@ -45,7 +49,7 @@ def test_same_padding_puts_the_extra_row_and_column_at_the_end_as_tensorflow_doe
 def test_a_mobilenet_model_round_trips_through_a_checkpoint(tmp_path):
     config = MODEL_CONFIGS["semsam_mobilenet"]
     assert SemanticSamConfig.from_dict(config.to_dict()) == config
-    assert isinstance(SemanticSamConfig.from_dict(MODEL_CONFIGS["semsam_tiny"].to_dict()).backbone, SwinConfig)
+    assert isinstance(SemanticSamConfig.from_dict(SMALL_SWIN.to_dict()).backbone, SwinConfig)
     model = build_model("semsam_mobilenet")
     save_checkpoint(tmp_path / "m.safetensors", model, config, model.semantic)
     loaded = load_model(checkpoint=tmp_path / "m.safetensors")
@@ -134,7 +138,7 @@ def test_a_backbone_file_that_does_not_fit_is_refused(tmp_path):
 def test_decoders_transfer_from_a_swin_checkpoint_except_the_feature_projections(tmp_path):
     from semsam.build import transfer_heads
 
-    donor = build_model("semsam_tiny")
+    donor = model_from_config(SMALL_SWIN)
     save_checkpoint(tmp_path / "donor.safetensors", donor, donor.config, donor.semantic)
     model = build_model("semsam_mobilenet")
     fresh = transfer_heads(model, tmp_path / "donor.safetensors")

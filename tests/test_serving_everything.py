@@ -14,7 +14,7 @@ from serving_helpers import png_bytes, upload
 @pytest.fixture(scope="module")
 def client():
     # The embedded model: the small random one of conftest finds nothing that passes the quality filters.
-    app = create_app(model=load_model(), model_name="semsam_tiny", limits=ServeLimits(max_points_per_side=8))
+    app = create_app(model=load_model(), model_name="semsam_mobilenet", limits=ServeLimits(max_points_per_side=8))
     with TestClient(app) as test_client:
         yield test_client
 

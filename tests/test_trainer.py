@@ -30,7 +30,7 @@ def bsds_root(tmp_path: Path) -> Path:
 
 def write_config(path: Path, bsds_root: Path, *, steps: int = 4, validation: bool = False, **extra: object) -> Path:
     lines = [
-        'model = "semsam_tiny"',
+        'model = "semsam_mobilenet"',
         f'output_dir = "{path.parent / "run"}"',
         f"steps = {steps}",
         "batch_size = 2",

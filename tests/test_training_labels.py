@@ -46,9 +46,9 @@ def test_vocabulary_joins_names_and_remaps_ids():
 
 
 def synthetic_config(tmp_path: Path, *, steps: int, image_size: int = 64, length: int = 50, **extra: object) -> Path:
-    """A config training semsam_tiny on `length` synthetic scenes; `extra` keys override the defaults."""
+    """A config training semsam_mobilenet on `length` synthetic scenes; `extra` keys override the defaults."""
     settings = {
-        "model": "semsam_tiny", "output_dir": str(tmp_path / "run"), "steps": steps, "batch_size": 2,
+        "model": "semsam_mobilenet", "output_dir": str(tmp_path / "run"), "steps": steps, "batch_size": 2,
         "prompts_per_image": 8, "image_size": image_size, "num_points": 128, "warmup_steps": 2,
         "checkpoint_every": 100, "log_every": 1, "scale_range": [0.9, 1.1], **extra,
     }
@@ -80,7 +80,7 @@ def test_labelled_data_trains_the_class_heads_and_the_checkpoint_labels_masks(tm
 
 
 MICRO = replace(
-    MODEL_CONFIGS["semsam_tiny"],
+    MODEL_CONFIGS["semsam_mobilenet"],
     backbone=SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4),
     pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_layers=1, num_heads=4, num_points=4, ffn_dim=128,
                                      num_groups=32),

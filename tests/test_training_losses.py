@@ -181,7 +181,7 @@ def labelled_record(seed: int) -> SegmentationRecord:
 
 def test_batch_of_two_trains_a_real_model_end_to_end() -> None:
     torch.manual_seed(0)
-    model = build_model("semsam_tiny").train()
+    model = build_model("semsam_mobilenet").train()
     batch = prepare_batch(
         [labelled_record(0), labelled_record(1)],
         image_size=128,

@@ -18,7 +18,7 @@ One click gives six masks, from the finest part to the whole object, each with a
 examples:
   semsam segment semsam/assets/example.jpg --point 170,385
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
-  semsam train configs/bsds500_tiny.toml
+  semsam train configs/joint_mobilenet.toml
   semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
   semsam convert sam_vit_b sam_vit_b_01ec64.pth

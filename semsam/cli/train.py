@@ -22,9 +22,9 @@ gradients are averaged (DistributedDataParallel: gloo on CPU, nccl on GPU), and 
 process writes checkpoints, logs and validation results.
 
 examples:
-  semsam train configs/bsds500_tiny.toml
-  semsam train configs/synthetic_parts_tiny.toml --steps 200
-  torchrun --nproc_per_node=2 -m semsam train configs/synthetic_parts_tiny.toml"""
+  semsam train configs/joint_mobilenet.toml
+  semsam train configs/synthetic_parts_mobilenet.toml --steps 200
+  torchrun --nproc_per_node=2 -m semsam train configs/synthetic_parts_mobilenet.toml"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -28,7 +28,7 @@ class DatasetSpec:
 class TrainConfig:
     """Everything a training run needs; paths are relative to the config file."""
 
-    model: str = "semsam_tiny"
+    model: str = "semsam_mobilenet"
     output_dir: str = "runs/default"
     init_checkpoint: str | None = None
     backbone_checkpoint: str | None = None  # pretrained backbone (semsam convert-tflite); unused with init_checkpoint
