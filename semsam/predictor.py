@@ -228,7 +228,8 @@ class Predictor:
                 raise ValueError(
                     f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}"
                 )
-        mask = None if prompt.mask_input is None else np.asarray(prompt.mask_input, np.float32)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+            mask = None if prompt.mask_input is None else np.asarray(prompt.mask_input, np.float32)
         expected = tuple(self.model.mask_input_size(self._features))
         if mask is not None:
             mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
@@ -236,6 +237,9 @@ class Predictor:
                 raise ValueError(
                     f"mask_input must be one mask of this image's logits, shape {expected}; got {mask.shape}"
                 )
+            if not np.isfinite(mask).all():
+                raise ValueError("mask_input contains NaN or infinite values; pass the logits of an earlier "
+                                 "prediction (Prediction.logits[i])")
         if box is None and mask is None and not (labels == 1).any():
             raise ValueError("empty prompt: give at least one positive point, a box or a mask input")
         return Prompt(points=points, labels=labels, box=box, mask_input=mask)
