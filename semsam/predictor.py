@@ -81,6 +81,8 @@ class Predictor:
         model: a `SemanticSam` or a `Sam`, e.g. from `semsam.load_model()`.
         objects, parts: vocabularies to label masks with; default: what the heads were trained on, else a
             generic list. Ignored (labels are None) when the heads were never trained.
+        text_encoder: embeds the vocabularies; default: a `TextEncoder` with a disk cache. Share one between
+            predictors to share its memory cache.
     """
 
     def __init__(
@@ -89,9 +91,10 @@ class Predictor:
         *,
         objects: str | Sequence[str] | None = None,
         parts: str | Sequence[str] | None = None,
+        text_encoder: TextEncoder | None = None,
     ) -> None:
         self.model = model.eval()
-        self._text_encoder = TextEncoder()
+        self._text_encoder = text_encoder or TextEncoder()
         self._vocabulary: tuple[list[str], list[str]] | None = None
         self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features = None
