@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,9 @@ from semsam.modeling.sam import Sam, SamOutput
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
 
 MAX_PROMPTS_PER_PASS = 64
+# Full-resolution float logits held at once when upsampling (64 MiB): one mask of a 4096 x 4096 image, 64 of a
+# 512 x 512 one. Masks are upsampled in chunks of this many pixels, so memory does not grow with their count.
+UPSAMPLING_CHUNK_PIXELS = 2**24
 # Original-image pixels per tile of the upsampling map (see `_upsampling_map`).
 UPSAMPLING_TILE = 64
 
@@ -203,9 +206,25 @@ class Predictor:
         flat = logits.reshape(-1, low_h, low_w).float()
         rows = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_h, input_h, height)]
         flat = torch.cat([weights @ flat[:, start : start + weights.shape[1]] for start, weights in rows], dim=1)
-        cols = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_w, input_w, width)]
-        flat = torch.cat([flat[..., start : start + weights.shape[1]] @ weights.t() for start, weights in cols], dim=2)
-        return flat.reshape(*logits.shape[:-2], height, width)
+        # Tiles are written into the output as they are made, so that the full-size result exists only once.
+        out = flat.new_empty(flat.shape[0], height, width)
+        column = 0
+        for start, weights in _upsampling_map(low_w, input_w, width):
+            weights = weights.to(flat.device)
+            out[..., column : column + weights.shape[0]] = flat[..., start : start + weights.shape[1]] @ weights.t()
+            column += weights.shape[0]
+        return out.reshape(*logits.shape[:-2], height, width)
+
+    def upsampled_chunks(self, logits: torch.Tensor) -> Iterator[torch.Tensor]:
+        """`upsample_logits` of [N, h, w] logits a few masks at a time, in order, each chunk [n, H, W].
+
+        At most UPSAMPLING_CHUNK_PIXELS float pixels (at least one mask) are made per chunk: consume each chunk
+        before asking for the next, and memory stays bounded whatever N and the image size.
+        """
+        height, width = self._original_size or (1, 1)
+        size = max(1, UPSAMPLING_CHUNK_PIXELS // (height * width))
+        for start in range(0, len(logits), size):
+            yield self.upsample_logits(logits[start : start + size])
 
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
@@ -284,7 +303,7 @@ class Predictor:
     def _postprocess(
         self, logits: torch.Tensor, scores: torch.Tensor, probabilities: tuple[torch.Tensor, torch.Tensor] | None
     ) -> Prediction:
-        masks = self.upsample_logits(logits) > 0
+        masks = torch.cat([chunk > 0 for chunk in self.upsampled_chunks(logits)])
         order = torch.argsort(masks.flatten(1).sum(1), stable=True)
         masks, logits, scores = masks[order], logits[order], scores[order]
         labels = None if probabilities is None else self._mask_labels(probabilities, order.tolist())
