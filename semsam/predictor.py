@@ -228,10 +228,12 @@ class Predictor:
 
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
-        points = np.zeros((0, 2), np.float32) if prompt.points is None else np.asarray(prompt.points, np.float32)
+        points = (np.zeros((0, 2), np.float32) if prompt.points is None
+                  else _numbers(prompt.points, "points", "(x, y) pairs of numbers"))
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"points must have shape [P, 2] as (x, y) pairs, got shape {points.shape}")
-        labels = np.ones(len(points), np.int64) if prompt.labels is None else np.asarray(prompt.labels)
+        labels = (np.ones(len(points), np.int64) if prompt.labels is None
+                  else _numbers(prompt.labels, "labels", "1 (positive) or 0 (negative) per point"))
         if labels.shape != (len(points),):
             raise ValueError(f"labels must have one entry per point ({len(points)}), got shape {labels.shape}")
         if not np.isin(labels, (0, 1)).all():
@@ -241,7 +243,7 @@ class Predictor:
         outside = (points[:, 0] < 0) | (points[:, 0] >= width) | (points[:, 1] < 0) | (points[:, 1] >= height)
         if outside.any():
             raise ValueError(f"point(s) {points[outside].tolist()} lie outside the {width}x{height} image (x, y)")
-        box = None if prompt.box is None else np.asarray(prompt.box, np.float32)
+        box = None if prompt.box is None else _numbers(prompt.box, "box", "4 numbers (x0, y0, x1, y1)")
         if box is not None:
             if box.shape != (4,) or not np.isfinite(box).all():
                 raise ValueError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {prompt.box!r}")
@@ -250,8 +252,8 @@ class Predictor:
                 raise ValueError(
                     f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}"
                 )
-        with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
-            mask = None if prompt.mask_input is None else np.asarray(prompt.mask_input, np.float32)
+        mask = (None if prompt.mask_input is None
+                else _numbers(prompt.mask_input, "mask_input", "logits of an earlier prediction"))
         expected = tuple(self.model.mask_input_size(self._features))
         if mask is not None:
             mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
@@ -318,6 +320,16 @@ class Predictor:
             self._text_embeddings = (self._text_encoder.encode(objects).to(device),
                                      self._text_encoder.encode(parts).to(device))
         return self._text_embeddings
+
+
+def _numbers(value: object, name: str, form: str) -> np.ndarray:
+    """`value` as a float32 array, or a ValueError saying what `name` must be."""
+    try:
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, which the callers refuse
+            return np.asarray(value, np.float32)
+    except (ValueError, TypeError):
+        shown = repr(value)
+        raise ValueError(f"{name} must be {form}, got {shown[:80]}{'...' if len(shown) > 80 else ''}") from None
 
 
 @functools.lru_cache(maxsize=32)
