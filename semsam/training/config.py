@@ -66,11 +66,13 @@ RESUMABLE_CHANGES = ("device", "num_threads")
 
 # Value rules of the numeric settings, checked before anything is built.
 POSITIVE_INTS = ("steps", "batch_size", "prompts_per_image", "num_points", "checkpoint_every", "validate_every",
-                 "log_every", "validation_images")
+                 "log_every", "validation_images", "max_corrections")
 NON_NEGATIVE_INTS = ("warmup_steps", "seed", "num_threads")
 POSITIVE_FLOATS = ("lr",)
 NON_NEGATIVE_FLOATS = ("backbone_lr_scale", "weight_decay", "grad_clip")
 STRINGS = ("model", "output_dir", "device", "precision")
+PATHS = ("init_checkpoint", "backbone_checkpoint", "heads_checkpoint")
+PROBABILITIES = ("mask_prompt_prob", "correction_prob")
 # A smaller input than the backbone's coarsest stride leaves it nothing to see.
 MIN_IMAGE_SIZE = 32
 
@@ -132,12 +134,14 @@ def _check_settings(raw: dict[str, Any], path: Path) -> None:
     for key in STRINGS:
         if key in raw and not isinstance(raw[key], str):
             refuse(key, "a string")
-    if "init_checkpoint" in raw and not isinstance(raw["init_checkpoint"], str):
-        refuse("init_checkpoint", "the path of a semsam checkpoint, as a string")
+    for key in PATHS:
+        if key in raw and not isinstance(raw[key], str):
+            refuse(key, "the path of a checkpoint file, as a string")
     if "flip" in raw and not isinstance(raw["flip"], bool):
         refuse("flip", "true or false")
-    if "mask_prompt_prob" in raw and not (_is_number(raw["mask_prompt_prob"]) and 0 <= raw["mask_prompt_prob"] <= 1):
-        refuse("mask_prompt_prob", "a probability in [0, 1]")
+    for key in PROBABILITIES:
+        if key in raw and not (_is_number(raw[key]) and 0 <= raw[key] <= 1):
+            refuse(key, "a probability in [0, 1]")
     if "image_size" in raw and not (_is_int(raw["image_size"]) and raw["image_size"] >= MIN_IMAGE_SIZE):
         refuse("image_size", f"a whole number of pixels >= {MIN_IMAGE_SIZE} (or left out for the model's own)")
     scale = raw.get("scale_range")
