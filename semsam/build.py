@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from semsam.checkpoint import CheckpointError, load_tensors, read_checkpoint, read_official, resolve_aliases
+from semsam.checkpoint import (
+    CheckpointError, check_tensors, load_tensors, read_checkpoint, read_official, resolve_aliases,
+)
 from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS, ModelConfig, SamConfig, SemanticInfo
 from semsam.download import OFFICIAL_FILES, fetch_official
 from semsam.modeling import SemanticSam
@@ -146,6 +148,13 @@ def _load_semsam(name: str | None, checkpoint: str | Path) -> nn.Module:
             f"checkpoint {checkpoint} was written for a different config than {name!r} (differs in: "
             f"{', '.join(differing)}); load it with load_model(checkpoint=PATH) to use its own config"
         )
+    # Shapes are compared on a model without storage first, so that a config not matching its tensors costs nothing.
+    try:
+        with torch.device("meta"):
+            skeleton = model_from_config(config, semantic)
+    except (ValueError, TypeError, RuntimeError, AssertionError, IndexError, ZeroDivisionError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint} has a config no model can be built from: {error}") from None
+    check_tensors(skeleton, tensors, str(checkpoint))
     model = model_from_config(config, semantic)
     load_tensors(model, tensors, str(checkpoint))
     return model

@@ -12,7 +12,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from semsam.config import ARCHITECTURES, ModelConfig, SemanticInfo, architecture_of
+from semsam.config import ARCHITECTURES, ModelConfig, SemanticInfo, architecture_of, check_config
 from semsam.io import write_atomic
 
 # Version 2 keys the pixel decoder's input_proj as the official files do (res5, res4, res3, extra level).
@@ -62,6 +62,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], ModelConfig, S
         raise CheckpointError(f"{path} is for an unknown architecture {architecture!r} (known: {sorted(ARCHITECTURES)})")
     try:
         config = ARCHITECTURES[architecture].from_dict(json.loads(metadata["config"]))
+        check_config(config)
         semantic = SemanticInfo(**json.loads(metadata.get("semantic", "{}")))
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid config: {error}") from error
@@ -120,10 +121,23 @@ def resolve_aliases(model: nn.Module, tensors: dict[str, Tensor], source: str) -
 
 
 def load_tensors(model: nn.Module, tensors: dict[str, Tensor], source: str) -> None:
-    """Copies tensors into the model after checking every key and shape; never loads partially.
+    """Copies tensors into the model after checking every key, shape and value; never loads partially.
 
     Raises:
-        CheckpointError: naming the missing and unexpected keys and the shape mismatches.
+        CheckpointError: naming the missing and unexpected keys, the shape mismatches and non-finite tensors.
+    """
+    check_tensors(model, tensors, source)
+    expected = model_tensors(model)
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            expected[name].copy_(tensor)
+
+
+def check_tensors(model: nn.Module, tensors: dict[str, Tensor], source: str) -> None:
+    """Checks that `tensors` fit the model (it may live on the meta device) and hold only finite numbers.
+
+    Raises:
+        CheckpointError: naming the missing and unexpected keys, the shape mismatches and non-finite tensors.
     """
     expected = model_tensors(model)
     missing = sorted(set(expected) - set(tensors))
@@ -140,6 +154,9 @@ def load_tensors(model: nn.Module, tensors: dict[str, Tensor], source: str) -> N
                 shown = ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
                 lines.append(f"  {len(items)} {title}: {shown}")
         raise CheckpointError("\n".join(lines))
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            expected[name].copy_(tensor)
+    broken = sorted(name for name, tensor in tensors.items()
+                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+    if broken:
+        shown = ", ".join(broken[:10]) + (f", ... ({len(broken) - 10} more)" if len(broken) > 10 else "")
+        raise CheckpointError(f"checkpoint {source} has NaN or infinite values in {len(broken)} tensor(s): {shown}; "
+                              "the file is damaged or its training diverged")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Union
+
+# Bounds of any size in a model config: far above every released model (the largest width is SAM ViT-H's 1280),
+# low enough that a crafted config cannot ask for an absurd allocation before its tensors are compared.
+MAX_CONFIG_INT = 8192
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,44 @@ def _backbone_config(values: dict[str, Any]) -> type:
             return config_cls
     raise ValueError(f"model config section 'backbone' has fields {sorted(values)} of no known backbone "
                      f"({', '.join(c.__name__ for c in BACKBONE_CONFIGS)})")
+
+
+def check_config(config: ModelConfig) -> None:
+    """Checks every value of a model config (e.g. one read from a checkpoint) before a model is built from it.
+
+    Sizes, counts and layer indices must be whole numbers in [1, MAX_CONFIG_INT] ([0, ...] for indices), other
+    numbers finite, and `pixel_std` and ratios positive.
+
+    Raises:
+        ValueError: naming the field, its value and what it must be.
+    """
+    for name, value in _leaves(config):
+        field_name = name.rsplit(".", 1)[-1]
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError(f"model config {name} = {value!r} must be numbers")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"model config {name} = {value!r} must be finite")
+        if all(isinstance(v, int) for v in values) and field_name not in FLOAT_FIELDS:
+            low = 0 if field_name == "global_attn_indexes" else 1
+            if not all(low <= v <= MAX_CONFIG_INT for v in values):
+                what = "whole numbers" if isinstance(value, tuple) else "a whole number"
+                raise ValueError(f"model config {name} = {value!r} must be {what} in [{low}, {MAX_CONFIG_INT}]")
+        elif field_name not in ("pixel_mean",) and not all(v > 0 for v in values):
+            raise ValueError(f"model config {name} = {value!r} must be positive")
+
+
+# Fields whose values are real numbers, even when written as whole ones.
+FLOAT_FIELDS = ("mlp_ratio", "click_size", "pixel_mean", "pixel_std", "width_multiplier")
+
+
+def _leaves(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    leaves = []
+    for item in fields(config):
+        value = getattr(config, item.name)
+        name = f"{prefix}{item.name}"
+        leaves.extend(_leaves(value, f"{name}.") if is_dataclass(value) else [(name, value)])
+    return leaves
 
 
 def _build_section(section_cls: type, values: dict[str, Any], name: str) -> Any:

@@ -2,20 +2,60 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Decompression-bomb guard: a 20000 x 20000 image is still accepted, larger ones are refused by PIL.
-Image.MAX_IMAGE_PIXELS = 400_000_000
+# The largest image `read_image` decodes (20000 x 20000): about 1.2 GB as RGB. Checked from the header, before
+# decoding, so that a small file declaring a huge image costs nothing.
+MAX_IMAGE_PIXELS = 20000 * 20000
+# PIL's own decompression-bomb guard, which raises in `Image.open` above twice this; ours is the binding one.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
-def read_image(path: str | Path) -> np.ndarray:
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than allowed; refused before it is decoded."""
+
+
+@contextmanager
+def open_image(source: str | Path | BinaryIO, *, name: str, max_pixels: int) -> Iterator[Image.Image]:
+    """Opens an image with PIL (header only), refusing it before decoding when it is too large.
+
+    Raises:
+        ImageTooLarge: naming its size and the limit.
+        UnidentifiedImageError, OSError: from PIL, for content that is not an image.
+    """
+    try:
+        with warnings.catch_warnings():
+            # PIL warns between its limit and twice that; the size is checked below either way.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            handle = Image.open(source)
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"{name} declares an image far above the limit of {max_pixels:,} pixels ({error}): "
+                            "downscale it first") from None
+    with handle:
+        width, height = handle.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"{name} is {width}x{height} = {width * height:,} pixels; the limit is "
+                                f"{max_pixels:,} pixels: downscale it first")
+        yield handle
+
+
+def read_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Reads an image file as HxWx3 uint8 RGB, applying its EXIF orientation.
+
+    Args:
+        path: the image file.
+        max_pixels: larger images (width x height, from the header) are refused before decoding.
 
     Raises:
         ValueError: the file is missing, not an image, corrupt or truncated, or empty.
+        ImageTooLarge: the image has more than `max_pixels` pixels.
     """
     path = Path(path)
     if not path.exists():
@@ -23,13 +63,13 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"image path {path} is not a file")
     try:
-        with Image.open(path) as handle:
+        with open_image(path, name=str(path), max_pixels=max_pixels) as handle:
             handle.load()
             image = ImageOps.exif_transpose(handle)
     except UnidentifiedImageError as error:
         raise ValueError(f"{path} is not an image file that can be read (PNG, JPEG, TIFF, BMP, WebP ...)") from error
-    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path} is corrupt, truncated or too large to decode: {error}") from error
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"{path} is corrupt, truncated or unreadable: {error}") from error
     return as_rgb_uint8(image)
 
 
@@ -37,7 +77,8 @@ def as_rgb_uint8(image: np.ndarray | Image.Image) -> np.ndarray:
     """Converts an image to a contiguous HxWx3 uint8 RGB array.
 
     Accepted: HxW grey, HxWx1, HxWx3 RGB, HxWx4 RGBA (alpha dropped); uint8, uint16 (scaled by 1/257),
-    other integer types with values in 0..255, and floats in [0, 1]. PIL images of any mode.
+    other integer types with values in 0..255, and floats in [0, 1]. PIL images of any mode (32-bit float "F"
+    images must hold values in [0, 1], as float arrays do).
 
     Raises:
         ValueError: naming the shape, dtype or value range that is not accepted.
@@ -87,4 +128,6 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         return np.asarray(image, dtype=np.uint16)
     if image.mode in ("RGB", "L"):
         return np.asarray(image)
+    if image.mode == "F":
+        return np.asarray(image, dtype=np.float32)
     return np.asarray(image.convert("RGB"))

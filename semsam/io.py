@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -64,6 +65,21 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Deletes the temp files a killed `write_atomic(path, ...)` left beside `path` (a kill skips its cleanup).
+
+    Call it only where no other process is writing `path` at the same time.
+
+    Returns:
+        The files deleted.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def _umask() -> int:
     # mkstemp creates files 0600; outputs should get the same permissions as a plain open() would give.
     mask = os.umask(0)
@@ -76,12 +92,19 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 
     Args:
         path: destination file; its parent directory is created.
-        obj: anything `json.dumps` accepts.
+        obj: anything `json.dumps` accepts, with finite floats only (NaN and infinity are not JSON).
 
     Returns:
         The destination path.
+
+    Raises:
+        ValueError: `obj` holds NaN or infinity; nothing is written.
     """
-    text = json.dumps(obj, indent=2) + "\n"
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    except ValueError:
+        raise ValueError(f"not writing {path}: the results hold NaN or infinite numbers, which JSON cannot carry "
+                         "(the model's weights or inputs are broken)") from None
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

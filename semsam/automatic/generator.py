@@ -214,15 +214,24 @@ class MaskGenerator:
         index = self._nms(found.boxes, found.scores, found.levels, min(1.0, self.box_nms_thresh + margin))
         found, logits = found.select(index), logits[index]
         found.rles, boxes, areas = [], [], []
-        # In batches, so that only points_per_batch full-size masks are ever held at once.
-        for start in range(0, len(logits), self.points_per_batch):
-            masks = predictor.upsample_logits(logits[start : start + self.points_per_batch]) > 0
+        # Chunk by chunk into two buffers made once, so that memory stays bounded however many masks there are
+        # and freed full-size temporaries cannot fragment the heap.
+        height, width = rgb.shape[:2]
+        masks_buffer, rle_buffer = torch.zeros(0, dtype=torch.bool), np.zeros(0, np.uint8)
+        for chunk in predictor.upsampled_chunks(logits):
+            count = len(chunk)
+            if len(masks_buffer) < count:
+                masks_buffer = torch.zeros(count, height, width, dtype=torch.bool)
+                rle_buffer = np.zeros((height, width, count), np.uint8, order="F")
+            masks = masks_buffer[:count]
+            if (x0, y0, x1, y1) != (0, 0, width, height):
+                masks.zero_()
+            torch.gt(chunk, 0, out=masks[:, y0:y1, x0:x1])
+            del chunk
             boxes.append(mask_boxes(masks))
             areas.append(mask_areas(masks))
-            full = torch.zeros(len(masks), *rgb.shape[:2], dtype=torch.bool)
-            full[:, y0:y1, x0:x1] = masks
-            found.rles.extend(encode_rle(full.numpy()))
-        found.boxes = torch.cat(boxes) + found.boxes.new_tensor([x0, y0, x0, y0]) if boxes else found.boxes
+            found.rles.extend(encode_rle(masks.numpy(), buffer=rle_buffer[..., :count]))
+        found.boxes = torch.cat(boxes) if boxes else found.boxes
         found.areas = torch.cat(areas) if areas else found.areas
         found = found.select(torch.nonzero(found.areas > 0)[:, 0])
         # Exact boxes now: suppress again, so that the IoU bound holds whatever the low-res boxes missed.
@@ -254,9 +263,10 @@ class MaskGenerator:
         logits, scores = low.logits[prompt_index, tokens], low.scores[prompt_index, tokens]
         crop_h, crop_w = box[3] - box[1], box[2] - box[0]
         if self.match_sam:
-            upsampled = predictor.upsample_logits(logits)
-            stability = stability_scores(upsampled, self.stability_score_offset)
-            boxes = mask_boxes(upsampled > 0)
+            stability, boxes = torch.zeros(0), torch.zeros(0, 4)
+            for chunk in predictor.upsampled_chunks(logits):
+                stability = torch.cat([stability, stability_scores(chunk, self.stability_score_offset)])
+                boxes = torch.cat([boxes, mask_boxes(chunk > 0)])
         else:
             valid = logits[..., :valid_h, :valid_w]
             stability = stability_scores(valid, self.stability_score_offset)
@@ -279,17 +289,20 @@ class MaskGenerator:
         return found, logits[keep]
 
     def _clean(self, found: _Candidates) -> _Candidates:
-        """Removes small holes and islands; where that changed masks, NMS again preferring untouched ones."""
-        masks, unchanged = [], []
-        for rle in found.rles:
+        """Removes small holes and islands; where that changed masks, NMS again preferring untouched ones.
+
+        One mask at a time, so that only one full-size mask is ever decoded.
+        """
+        unchanged = []
+        for i, rle in enumerate(found.rles):
             mask, changed = remove_small_regions(rle_to_mask(rle), self.min_mask_region_area)
-            masks.append(mask)
             unchanged.append(not changed)
+            if changed:
+                cleaned = torch.from_numpy(mask[None])
+                found.rles[i] = encode_rle(mask[None])[0]
+                found.boxes[i], found.areas[i] = mask_boxes(cleaned)[0], mask_areas(cleaned)[0]
         if all(unchanged):
             return found
-        stacked = torch.from_numpy(np.stack(masks))
-        found.rles = encode_rle(stacked.numpy())
-        found.boxes, found.areas = mask_boxes(stacked), mask_areas(stacked)
         return found.select(self._nms(found.boxes, torch.tensor(unchanged, dtype=torch.float32), found.levels,
                                       self.box_nms_thresh))
 

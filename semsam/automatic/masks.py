@@ -87,18 +87,24 @@ def grouped_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
     return order[torch.from_numpy(keep)]
 
 
-def encode_rle(masks: np.ndarray) -> list[dict[str, Any]]:
+def encode_rle(masks: np.ndarray, *, buffer: np.ndarray | None = None) -> list[dict[str, Any]]:
     """COCO RLE of a batch of masks in one pycocotools call, `counts` as str so that `json.dumps` accepts it.
 
     Args:
         masks: [N, H, W] bool.
+        buffer: an [H, W, N] uint8 Fortran-ordered array to lay the masks out in, as pycocotools needs them;
+            a new one when None.
 
     Returns:
         N dicts {"size": [H, W], "counts": str}.
     """
     if len(masks) == 0:
         return []
-    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    count, height, width = masks.shape
+    if buffer is None:
+        buffer = np.empty((height, width, count), np.uint8, order="F")
+    np.copyto(buffer, masks.transpose(1, 2, 0), casting="unsafe")
+    encoded = mask_utils.encode(buffer)
     return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")} for r in encoded]
 
 

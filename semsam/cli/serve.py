@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from semsam.serving import ServeLimits, create_app
+        from semsam.serving.server import server_config
     except ImportError as error:
         raise ValueError(f"the web demo needs its extra dependencies ({error.name} is missing): "
                          'pip install "semsam[serve]"') from None
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(model=model, model_name=name, limits=limits)
     print(f"semsam demo on http://{args.host}:{args.port} (API docs at /docs); Ctrl-C stops it",
           file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(server_config(app, host=args.host, port=args.port, limits=limits)).run()
     return 0
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 DESCRIPTION = """Train a model with multi-choice learning on the datasets listed in a TOML config.
 
 Checkpoints go to the config's output_dir: last.pt (full state, written atomically every
 checkpoint_every steps and when the run is interrupted), best.safetensors (best validation
 1-click mIoU) and final.safetensors; metrics.jsonl logs losses and validation figures.
-Running the same command again resumes an interrupted run exactly where it stopped.
+Running the same command again resumes an interrupted run exactly where it stopped. An interrupted
+run (Ctrl-C, SIGTERM) saves last.pt, writes no final.safetensors and exits with 128 + the signal
+number (130 for Ctrl-C, 143 for SIGTERM).
 
 Datasets that name their classes (object_names / part_names, e.g. synthetic_parts, COCO, part
 datasets) also train the object and part classification heads on their joint vocabulary; the
@@ -41,14 +44,21 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from semsam.training.config import load_train_config
-    from semsam.training.trainer import train
+    from semsam.training.trainer import TrainingStopped, train
 
     config = load_train_config(args.config)
     if args.steps is not None:
         if args.steps <= 0:
             raise ValueError(f"--steps must be positive, got {args.steps}")
         config = replace(config, steps=args.steps)
-    train(config)
-    if int(os.environ.get("RANK", "0")) == 0:
+    main = int(os.environ.get("RANK", "0")) == 0
+    try:
+        train(config)
+    except TrainingStopped as stopped:
+        if main:
+            print(f"semsam: {stopped}. To resume, run the same command again: semsam train {args.config}"
+                  + (f" --steps {args.steps}" if args.steps is not None else ""), file=sys.stderr)
+        return 128 + stopped.signum
+    if main:
         print(f"done: weights in {config.output_dir}/final.safetensors (best: best.safetensors)")
     return 0

@@ -29,6 +29,7 @@ from semsam.serving.schemas import (
 )
 from semsam.serving.store import ImageStore, UnknownImage
 from semsam.serving.uploads import UploadError, decode_upload
+from semsam.text import parse_vocabulary
 
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLE = ASSETS / "example.jpg"
@@ -105,7 +106,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         return ServerInfo(
             model=model_name, levels=model.config.decoder.num_granularities,
             labels_available=model.semantic.trained,
-            limits={k: float(v) for k, v in vars(limits).items()},
+            limits=vars(limits),
             cached_embeddings=store.cached_embeddings, encodes=store.encodes)
 
     @app.post("/api/images", response_model=ImageInfo, responses=ERRORS, summary="Upload an image")
@@ -126,6 +127,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
     async def predict(image_id: str, prompt: PredictRequest, request: Request) -> PredictResponse:
         height, width = store.image(image_id).shape[:2]
         check_prompt(prompt, width=width, height=height, max_points=limits.max_points)
+        check_vocabularies(prompt.objects, prompt.parts, limits)
         work = lambda: store.with_predictor(  # noqa: E731 - a closure over the request, run in a worker thread
             image_id, lambda predictor: prediction_response(predictor, prompt),
             objects=prompt.objects, parts=prompt.parts)
@@ -135,6 +137,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
               summary="Segment everything at the chosen levels, with the whole/part tree")
     async def everything(image_id: str, request_body: EverythingRequest, request: Request) -> EverythingResponse:
         image = store.image(image_id)
+        check_vocabularies(request_body.objects, request_body.parts, limits)
         count = model.config.decoder.num_granularities
         levels = sorted(set(request_body.levels or range(1, count + 1)))
         if levels[0] < 1 or levels[-1] > count:
@@ -176,6 +179,20 @@ def check_prompt(prompt: PredictRequest, *, width: int, height: int, max_points:
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise HTTPException(422, f"box {list(prompt.box)} must satisfy 0 <= x0 < x1 <= {width} and "
                                      f"0 <= y0 < y1 <= {height}")
+
+
+def check_vocabularies(objects: str | None, parts: str | None, limits: ServeLimits) -> None:
+    """Refuses (422) too many, too long, empty or repeated names, in time linear in the text's length."""
+    for field, names in (("objects", objects), ("parts", parts)):
+        if names is None:
+            continue
+        if names.count(",") >= limits.max_vocabulary_names:
+            raise HTTPException(422, f"{field} has {names.count(',') + 1} names; at most "
+                                     f"{limits.max_vocabulary_names} per request")
+        too_long = [name for name in parse_vocabulary(names) if len(name) > limits.max_name_length]
+        if too_long:
+            raise HTTPException(422, f"{field}: a name may have at most {limits.max_name_length} characters; "
+                                     f"{too_long[0][:20]!r}... has {len(too_long[0])}")
 
 
 def prediction_response(predictor: Predictor, prompt: PredictRequest) -> PredictResponse:

@@ -22,10 +22,16 @@ class ServeLimits:
         max_embeddings: encoded images kept (LRU); a click on one of them only runs the decoder.
         max_points: clicks per request.
         max_points_per_side: the densest click grid "segment everything" may use.
+        max_vocabulary_names: object or part names per request.
+        max_name_length: characters per object or part name.
         max_concurrency: model calls running at once, each in a worker thread.
         max_queue: requests allowed to wait for a free worker; more are refused at once.
         queue_timeout_s: how long a request waits for a worker before it is refused.
         request_timeout_s: how long a model call may take before the request is answered with an error.
+        read_timeout_s: how long a client may take to send a whole request (headers and body); slower or
+            half-open connections are closed.
+        keep_alive_s: how long an idle kept-alive connection stays open.
+        max_connections: open connections at once; requests on more get 503.
     """
 
     max_upload_bytes: int = 20 * 2**20
@@ -34,10 +40,15 @@ class ServeLimits:
     max_embeddings: int = 8
     max_points: int = 64
     max_points_per_side: int = 32
+    max_vocabulary_names: int = 1000
+    max_name_length: int = 100
     max_concurrency: int = 1
     max_queue: int = 16
     queue_timeout_s: float = 30.0
     request_timeout_s: float = 120.0
+    read_timeout_s: float = 60.0
+    keep_alive_s: int = 5
+    max_connections: int = 64
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

@@ -74,7 +74,8 @@ class ServerInfo(BaseModel):
     model: str
     levels: int = Field(description="masks per prompt (K)")
     labels_available: bool
-    limits: dict[str, float]
+    limits: dict[str, int | float] = Field(description="the server's ServeLimits: counts and bytes as integers, "
+                                                 "times in seconds")
     cached_embeddings: int
     encodes: int = Field(description="images encoded since start")
 

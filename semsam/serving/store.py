@@ -13,6 +13,7 @@ import numpy as np
 
 from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor
+from semsam.text import TextEncoder
 
 T = TypeVar("T")
 
@@ -49,6 +50,8 @@ class ImageStore:
         self._encoding: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.encodes = 0
+        # Vocabularies come from users: embeddings are kept in memory for the last few only, never on disk.
+        self._text_encoder = TextEncoder(disk_cache=False, memory_cache=max_embeddings)
 
     def add(self, image: np.ndarray) -> str:
         """Stores an HxWx3 uint8 image; returns its id (a content hash, so re-uploads reuse the embedding)."""
@@ -105,7 +108,7 @@ class ImageStore:
             with self._lock:
                 if image_id in self._sessions:
                     return self._sessions[image_id]
-            predictor = Predictor(self.model)
+            predictor = Predictor(self.model, text_encoder=self._text_encoder)
             predictor.set_image(self.image(image_id))
             with self._lock:
                 self.encodes += 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ImageOps, UnidentifiedImageError
 
-from semsam.image import as_rgb_uint8
+from semsam.image import ImageTooLarge, as_rgb_uint8, open_image
 
 # Magic numbers of the formats the page accepts; anything else is refused before PIL sees it.
 SIGNATURES: dict[str, tuple[bytes, ...]] = {
@@ -56,17 +56,13 @@ def decode_upload(data: bytes, *, filename: str, max_bytes: int, max_pixels: int
             f"{filename!r} is not an image this server reads: its content is not {ACCEPTED}", status=415
         )
     try:
-        with Image.open(io.BytesIO(data)) as handle:
-            width, height = handle.size
-            if width * height > max_pixels:
-                raise UploadError(
-                    f"{filename!r} is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}: "
-                    "downscale it first", status=413
-                )
+        with open_image(io.BytesIO(data), name=repr(filename), max_pixels=max_pixels) as handle:
             handle.load()
             image = ImageOps.exif_transpose(handle)
+    except ImageTooLarge as error:
+        raise UploadError(str(error), status=413) from None
     except UnidentifiedImageError:
         raise UploadError(f"{filename!r} looks like {kind} but cannot be read as an image", status=415) from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+    except (OSError, SyntaxError) as error:
         raise UploadError(f"{filename!r} is a corrupt or truncated {kind} file: {error}", status=422) from None
     return as_rgb_uint8(image)

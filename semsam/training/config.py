@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,14 +64,31 @@ class TrainConfig:
 # Settings that may change when resuming: where the run trains does not change what it learns.
 RESUMABLE_CHANGES = ("device", "num_threads")
 
+# Value rules of the numeric settings, checked before anything is built.
+POSITIVE_INTS = ("steps", "batch_size", "prompts_per_image", "num_points", "checkpoint_every", "validate_every",
+                 "log_every", "validation_images", "max_corrections")
+NON_NEGATIVE_INTS = ("warmup_steps", "seed", "num_threads")
+POSITIVE_FLOATS = ("lr",)
+NON_NEGATIVE_FLOATS = ("backbone_lr_scale", "weight_decay", "grad_clip")
+STRINGS = ("model", "output_dir", "device", "precision")
+PATHS = ("init_checkpoint", "backbone_checkpoint", "heads_checkpoint")
+PROBABILITIES = ("mask_prompt_prob", "correction_prob")
+# A smaller input than the backbone's coarsest stride leaves it nothing to see.
+MIN_IMAGE_SIZE = 32
+
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Reads a TOML training config, resolving relative paths against the file's folder.
 
     Raises:
-        ValueError: unreadable TOML, unknown keys, or a config without datasets.
+        ValueError: unreadable TOML, unknown keys, a config without datasets, or a setting of the wrong type
+            or out of range (named, with what it accepts).
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(item.name for item in path.glob("*.toml"))
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise ValueError(f"training config {path} is a folder{hint}; give the path of a .toml file")
     if not path.is_file():
         raise ValueError(f"training config {path} does not exist")
     try:
@@ -82,10 +100,14 @@ def load_train_config(path: str | Path) -> TrainConfig:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"unknown key(s) in {path}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    _check_settings(raw, path)
     values: dict[str, Any] = dict(raw)
     if "scale_range" in raw:
         values["scale_range"] = tuple(raw["scale_range"]) if raw["scale_range"] else None
-    values["datasets"] = tuple(_dataset(item, base, path) for item in raw.get("datasets", []))
+    datasets = raw.get("datasets", [])
+    if not isinstance(datasets, list):
+        raise ValueError(f"{path}: datasets must be a list of [[datasets]] tables, got {datasets!r}")
+    values["datasets"] = tuple(_dataset(item, base, path) for item in datasets)
     if not values["datasets"]:
         raise ValueError(f"{path} lists no [[datasets]] to train on")
     if "validation" in raw:
@@ -96,13 +118,63 @@ def load_train_config(path: str | Path) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _check_settings(raw: dict[str, Any], path: Path) -> None:
+    """Refuses a top-level setting of the wrong type or out of range, naming it and what it accepts."""
+
+    def refuse(key: str, accepted: str) -> None:
+        raise ValueError(f"{path}: {key} = {raw[key]!r} is not accepted; {key} must be {accepted}")
+
+    for key in POSITIVE_INTS + NON_NEGATIVE_INTS:
+        low = 1 if key in POSITIVE_INTS else 0
+        if key in raw and (not _is_int(raw[key]) or raw[key] < low):
+            refuse(key, f"a whole number >= {low}")
+    for key in POSITIVE_FLOATS + NON_NEGATIVE_FLOATS:
+        if key in raw and (not _is_number(raw[key]) or raw[key] < 0 or (key in POSITIVE_FLOATS and raw[key] == 0)):
+            refuse(key, "a number " + ("> 0" if key in POSITIVE_FLOATS else ">= 0"))
+    for key in STRINGS:
+        if key in raw and not isinstance(raw[key], str):
+            refuse(key, "a string")
+    for key in PATHS:
+        if key in raw and not isinstance(raw[key], str):
+            refuse(key, "the path of a checkpoint file, as a string")
+    if "flip" in raw and not isinstance(raw["flip"], bool):
+        refuse("flip", "true or false")
+    for key in PROBABILITIES:
+        if key in raw and not (_is_number(raw[key]) and 0 <= raw[key] <= 1):
+            refuse(key, "a probability in [0, 1]")
+    if "image_size" in raw and not (_is_int(raw["image_size"]) and raw["image_size"] >= MIN_IMAGE_SIZE):
+        refuse("image_size", f"a whole number of pixels >= {MIN_IMAGE_SIZE} (or left out for the model's own)")
+    scale = raw.get("scale_range")
+    if scale is not None and scale is not False and not (
+            isinstance(scale, list) and len(scale) == 2 and all(_is_number(v) and v > 0 for v in scale)
+            and scale[0] <= scale[1]):
+        refuse("scale_range", "two numbers 0 < low <= high, e.g. [0.6, 1.4], or false for no rescaling")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
 def _dataset(item: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
+    if not isinstance(item, dict):
+        raise ValueError(f"{path}: a dataset must be a table with 'kind' and 'root', got {item!r}")
     known = {f.name for f in fields(DatasetSpec)}
     unknown = sorted(set(item) - known)
     if unknown or "kind" not in item or "root" not in item:
         raise ValueError(f"dataset entry {item} in {path} needs 'kind' and 'root' (known keys: {', '.join(sorted(known))})")
     if not isinstance(item.get("options", {}), dict):
         raise ValueError(f"dataset entry {item} in {path}: 'options' must be a table, e.g. options = {{ length = 500 }}")
+    for key in ("kind", "root", "split"):
+        if key in item and not isinstance(item[key], str):
+            raise ValueError(f"dataset entry {item} in {path}: {key} must be a string")
+    weight = item.get("weight", 1.0)
+    if not _is_number(weight) or weight <= 0:
+        raise ValueError(f"dataset entry {item} in {path}: weight must be a number > 0 (its share of the samples); "
+                         "to leave a dataset out, delete its entry")
     return DatasetSpec(**{**item, "root": str(base / item["root"])})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import signal
 import time
 from dataclasses import replace
@@ -20,7 +21,7 @@ from semsam.config import SemanticInfo
 from semsam.data import SegmentationRecord, build_dataset
 from semsam.data.prompts import prepare_batch
 from semsam.evaluation.click import evaluate_clicks
-from semsam.io import write_atomic
+from semsam.io import remove_stale_temps, write_atomic
 from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor
 from semsam.text import TextEncoder
@@ -31,6 +32,18 @@ from semsam.training.step import TrainingForward, resolve_precision, to_device
 from semsam.training.vocabulary import Vocabulary
 
 STATE_FILE = "last.pt"
+METRICS_FILE = "metrics.jsonl"
+WEIGHT_FILES = ("best.safetensors", "final.safetensors")
+
+
+class TrainingStopped(Exception):
+    """A run stopped by SIGTERM or SIGINT before its last step; its state is saved to resume from."""
+
+    def __init__(self, *, signum: int, step: int, steps: int, state: Path) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} at step {step} of {steps}: the state is saved in {state}; "
+                         "final.safetensors was not written, as the model is only partly trained")
+        self.signum = signum
 
 
 class Trainer:
@@ -44,6 +57,8 @@ class Trainer:
         self.output = Path(config.output_dir)
         if self.placement.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
+            for name in (STATE_FILE, *WEIGHT_FILES):
+                remove_stale_temps(self.output / name)
         torch.manual_seed(config.seed)
         self.model = build_model(config.model)
         if config.init_checkpoint:
@@ -81,7 +96,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step = 0
         self.best_score = -math.inf
-        self._stop_requested = False
+        self._stop_signal: int | None = None
 
     def _param_groups(self) -> list[dict[str, Any]]:
         backbone, decay, no_decay = [], [], []
@@ -111,7 +126,7 @@ class Trainer:
         path = self.output / STATE_FILE
         if not path.is_file():
             return False
-        state = torch.load(path, map_location=self.placement.device, weights_only=False)
+        state = self._read_state(path)
         if not same_run(state["config"], self.config):
             raise ValueError(
                 f"{path} belongs to a run with a different config; use a new output_dir or delete it to restart"
@@ -123,6 +138,27 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.best_score = state["step"], state["best_score"]
         return True
+
+    def _read_state(self, path: Path) -> dict[str, Any]:
+        """The saved state, read with `weights_only=True`: tensors and plain values, never arbitrary objects."""
+        best = self.output / "best.safetensors"
+        recover = (f"delete or move {path} and run the same command to start over"
+                   + (f", or set init_checkpoint = \"{best}\" in the config to start from the best weights so far"
+                      if best.is_file() else ""))
+        try:
+            state = torch.load(path, map_location=self.placement.device, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"{path} holds Python objects other than tensors and plain values, which are never "
+                             f"loaded (they could run code): it was not written by semsam. {recover} "
+                             f"({str(error).splitlines()[0]})") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as error:
+            raise ValueError(f"{path} is truncated or corrupt and cannot be resumed from: {recover} "
+                             f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        missing = [key for key in ("model", "optimizer", "scheduler", "step", "best_score", "config")
+                   if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise ValueError(f"{path} is not a semsam training state (no {', '.join(missing)}): {recover}")
+        return state
 
     def save_state(self) -> None:
         """Writes everything needed to continue exactly where we are, atomically (main process only)."""
@@ -141,8 +177,13 @@ class Trainer:
         write_atomic(self.output / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
     def run(self) -> None:
-        """Trains until `steps`, validating and checkpointing on schedule; a SIGTERM/SIGINT saves and stops."""
+        """Trains until `steps`, validating and checkpointing on schedule, and exports final.safetensors.
+
+        Raises:
+            TrainingStopped: a SIGTERM/SIGINT stopped the run early; its state was saved to resume from.
+        """
         resumed = self.resume()
+        self._trim_metrics()
         previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.model.train()
         main = self.placement.is_main
@@ -153,7 +194,7 @@ class Trainer:
         stopping = False
         try:
             while self.step < self.config.steps:
-                stopping = distributed.any_process(self._stop_requested, self.placement)
+                stopping = distributed.any_process(self._stop_signal is not None, self.placement)
                 if stopping:
                     break
                 start = time.perf_counter()
@@ -171,19 +212,35 @@ class Trainer:
                 elif self.step % self.config.checkpoint_every == 0 or last:
                     self.save_state()
         finally:
-            if stopping or self._stop_requested:
+            if stopping or self._stop_signal is not None:
                 self.save_state()
-                if main:
-                    bar.write(f"stopped at step {self.step}; state saved, run the same command to resume")
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self.step < self.config.steps:
+            raise TrainingStopped(signum=self._stop_signal or signal.SIGTERM, step=self.step,
+                                  steps=self.config.steps, state=self.output / STATE_FILE)
         if main:
             self.export(self.output / "final.safetensors")
         distributed.barrier(self.placement)
 
     def _request_stop(self, signum: int, frame: object) -> None:
-        self._stop_requested = True
+        self._stop_signal = signum
+
+    def _trim_metrics(self) -> None:
+        """Drops log lines of steps after the state resumed from: they were logged before a kill and are redone."""
+        path = self.output / METRICS_FILE
+        if not self.placement.is_main or not path.is_file():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= self.step:
+                kept.append(line + "\n")
+        write_atomic(path, lambda tmp: tmp.write_text("".join(kept)))
 
     def train_step(self) -> dict[str, float]:
         """One optimisation step; its randomness depends only on (seed, step, rank), so a resumed run repeats it."""
@@ -244,7 +301,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         if not self.placement.is_main:
             return
-        with open(self.output / "metrics.jsonl", "a") as handle:
+        with open(self.output / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
 
