@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from semsam.data.registry import resolve_data_root
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -26,7 +28,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; paths are relative to the config file."""
+    """Everything a training run needs (see `load_train_config` for how a file's relative paths resolve)."""
 
     model: str = "semsam_tiny"
     output_dir: str = "runs/default"
@@ -64,8 +66,20 @@ class TrainConfig:
 RESUMABLE_CHANGES = ("device", "num_threads")
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Reads a TOML training config, resolving relative paths against the file's folder.
+def load_train_config(path: str | Path, *, data_root: str | Path | None = None) -> TrainConfig:
+    """Reads a TOML training config.
+
+    Relative dataset roots lie under the data root; relative `output_dir` and checkpoint paths
+    (`init_checkpoint`, `backbone_checkpoint`, `heads_checkpoint`) are relative to the config file's folder. Nothing is checked on disk here: the trainer opens the datasets
+    before it writes anything.
+
+    Args:
+        path: the TOML file.
+        data_root: folder holding the data sets (see `semsam.data.resolve_data_root`: None falls back to
+            $SEMSAM_DATA_ROOT, then ./data).
+
+    Returns:
+        The config, with absolute paths.
 
     Raises:
         ValueError: unreadable TOML, unknown keys, or a config without datasets.
@@ -78,6 +92,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"training config {path} is not valid TOML: {error}") from error
     base = path.resolve().parent
+    data = resolve_data_root(data_root).resolve()
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -85,25 +100,27 @@ def load_train_config(path: str | Path) -> TrainConfig:
     values: dict[str, Any] = dict(raw)
     if "scale_range" in raw:
         values["scale_range"] = tuple(raw["scale_range"]) if raw["scale_range"] else None
-    values["datasets"] = tuple(_dataset(item, base, path) for item in raw.get("datasets", []))
+    values["datasets"] = tuple(_dataset(item, data, path) for item in raw.get("datasets", []))
     if not values["datasets"]:
         raise ValueError(f"{path} lists no [[datasets]] to train on")
     if "validation" in raw:
-        values["validation"] = _dataset(raw["validation"], base, path)
+        values["validation"] = _dataset(raw["validation"], data, path)
     for key in ("output_dir", "init_checkpoint", "backbone_checkpoint", "heads_checkpoint"):
         if values.get(key):
             values[key] = str(base / values[key])
     return TrainConfig(**values)
 
 
-def _dataset(item: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
+def _dataset(item: dict[str, Any], data_root: Path, path: Path) -> DatasetSpec:
     known = {f.name for f in fields(DatasetSpec)}
     unknown = sorted(set(item) - known)
     if unknown or "kind" not in item or "root" not in item:
         raise ValueError(f"dataset entry {item} in {path} needs 'kind' and 'root' (known keys: {', '.join(sorted(known))})")
     if not isinstance(item.get("options", {}), dict):
         raise ValueError(f"dataset entry {item} in {path}: 'options' must be a table, e.g. options = {{ length = 500 }}")
-    return DatasetSpec(**{**item, "root": str(base / item["root"])})
+    # An empty root (generated data sets) stays empty; absolute roots are kept as they are.
+    root = str(data_root / item["root"]) if item["root"] else ""
+    return DatasetSpec(**{**item, "root": root})
 
 
 def as_dict(config: TrainConfig) -> dict[str, Any]:
