@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from semsam import __version__
 from semsam.checkpoint import CheckpointError
 from semsam.cli import convert, evaluate, everything, segment, serve, train
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semsam", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"semsam {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.register(subparsers)
@@ -39,8 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; bad input and file-system errors (missing file, no permission) print one line, exit code 2."""
+    """Runs the CLI; bad input and file-system errors (missing file, no permission) print one line, exit code 2.
+
+    Without a command it prints the help (exit code 0).
+    """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
         return args.func(args)

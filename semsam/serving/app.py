@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from semsam import __version__
 from semsam.automatic import MaskGenerator
 from semsam.build import ASSETS
 from semsam.io import mask_to_rle
@@ -59,7 +60,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         app.state.runner.close()
 
     app = FastAPI(title="semsam", summary="Segment and recognise anything at any granularity",
-                  version="0.1.0", lifespan=lifespan)
+                  version=__version__, lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(UnknownImage)
