@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from semsam import __version__
 from semsam.automatic import MaskGenerator
@@ -59,8 +60,9 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         yield
         app.state.runner.close()
 
-    app = FastAPI(title="semsam", summary="Segment and recognise anything at any granularity",
-                  version=__version__, lifespan=lifespan)
+    # /docs and /redoc with their scripts served from the package (fastapi-offline), not a CDN: works offline.
+    app = FastAPIOffline(title="semsam", summary="Segment and recognise anything at any granularity",
+                         version=__version__, lifespan=lifespan, favicon_url="/static/favicon.svg")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(UnknownImage)
@@ -96,6 +98,10 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/api/example", summary="The bundled example image (JPEG)", response_class=FileResponse)
     async def example() -> FileResponse:
