@@ -20,7 +20,7 @@ examples:
   semsam segment semsam/assets/example.jpg --point 170,385
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
   semsam train configs/bsds500_tiny.toml
-  semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
+  semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
   semsam convert sam_vit_b sam_vit_b_01ec64.pth
   semsam everything photos/ --levels 1,3,6 --out annotations

@@ -162,7 +162,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
 
 
 def describe_error(error: dict) -> str:
-    """'points[0][1]: Input should be a finite number' from a pydantic error."""
+    """`points[0][1]: Input should be a finite number` from a pydantic error."""
     if error["type"] == "json_invalid":
         return f"the request body is not valid JSON: {error.get('ctx', {}).get('error', 'decode error')}"
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"][1:]).lstrip(".")
