@@ -70,7 +70,11 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.on("response", lambda response: missing.append(response.url) if response.status == 404 else None)
         page.goto(server)
         page.wait_for_load_state("networkidle")
-        assert missing == []  # the favicon included
+        assert missing == []
+        # Headless Chromium fetches no favicon itself: check that the page names one and both paths serve it.
+        for icon in (page.evaluate("document.querySelector('link[rel=icon]').href"), f"{server}/favicon.ico"):
+            answer = httpx.get(icon)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
         # A file that is not an image is refused with the server's reason, and the page keeps working.
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
         page.wait_for_selector("#status.error")
