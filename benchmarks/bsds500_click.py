@@ -1,4 +1,4 @@
-"""1-click quality and speed on BSDS500 against issue 3's targets and the classical baselines.
+"""1-click quality and speed on BSDS500 against the project's targets and the classical baselines.
 
 usage: python benchmarks/bsds500_click.py --root ../shared/data/bsds500 [--checkpoint PATH] [--max-images N]
            [--baselines] [--out results.json]

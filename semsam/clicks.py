@@ -38,7 +38,8 @@ def corrective_click(prediction: np.ndarray, truth: np.ndarray) -> Click | None:
     larger region is the one whose interior-most pixel lies deeper, as in RITM's protocol (ties: positive).
 
     Args:
-        prediction, truth: [H, W] bool.
+        prediction: [H, W] bool, the current mask.
+        truth: [H, W] bool, the target mask.
 
     Returns:
         The click, or None when the prediction is exact.

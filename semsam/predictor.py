@@ -82,8 +82,9 @@ class Predictor:
 
     Args:
         model: a `SemanticSam` or a `Sam`, e.g. from `semsam.load_model()`.
-        objects, parts: vocabularies to label masks with; default: what the heads were trained on, else a
+        objects: object vocabulary to label masks with; default: what the heads were trained on, else a
             generic list. Ignored (labels are None) when the heads were never trained.
+        parts: part vocabulary, likewise.
         text_encoder: embeds the vocabularies; default: a `TextEncoder` with a disk cache. Share one between
             predictors to share its memory cache.
     """

@@ -233,3 +233,40 @@ def label_map_overlay(image: np.ndarray, label_map: np.ndarray, *, alpha: float 
     edges[1:, :] |= label_map[1:, :] != label_map[:-1, :]
     out[edges] = DOT_RIM
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+def level_legend(overlay: np.ndarray, *, level: int, levels: Sequence[int], count: int) -> np.ndarray:
+    """Adds a legend band under an automatic-mask overlay: which level it shows among those produced.
+
+    Args:
+        overlay: HxWx3 uint8 RGB, e.g. from `label_map_overlay`.
+        level: the level drawn (1 = finest).
+        levels: every level produced for the image, e.g. (1, 3, 6); drawn as a row of boxes, this one filled.
+        count: how many masks the overlay shows.
+
+    Returns:
+        A new (H + band)xWx3 uint8 image.
+    """
+    _check_image(overlay)
+    levels = sorted(set(levels) | {level})
+    width = overlay.shape[1]
+    size = max(10, min(22, width // 30))
+    font = ImageFont.load_default(size=size)
+    band = round(size * 2.2)
+    figure = Image.new("RGB", (width, overlay.shape[0] + band), BACKGROUND)
+    figure.paste(Image.fromarray(overlay), (0, 0))
+    draw = ImageDraw.Draw(figure)
+    top = overlay.shape[0] + round(size * 0.5)
+    box = round(size * 1.2)
+    ladder = len(levels) * (box + 2)
+    left = width - ladder - round(size * 0.5)
+    for index, value in enumerate(levels):
+        x = left + index * (box + 2)
+        current = value == level
+        draw.rectangle((x, top, x + box, top + box), fill=TEXT if current else None, outline=TEXT)
+        text = str(value)
+        draw.text((x + (box - draw.textlength(text, font=font)) / 2, top), text, font=font,
+                  fill=BACKGROUND if current else TEXT)
+    caption = f"level {level} (1 = finest) · {count} mask{'s' * (count != 1)}, one colour each"
+    draw.text((round(size * 0.5), top), _fit(draw, caption, left - size, font), font=font, fill=TEXT)
+    return np.asarray(figure)

@@ -15,7 +15,7 @@ from semsam.automatic.masks import (
 from semsam.build import ASSETS, load_model
 from semsam.image import read_image
 from semsam.io import rle_to_mask
-from semsam.visualize import label_map_overlay
+from semsam.visualize import label_map_overlay, level_legend
 from semsam.predictor import Predictor, Prompt
 
 # The random test model predicts negative IoUs: keep everything unless a test says otherwise.
@@ -248,3 +248,14 @@ def test_generate_on_an_encoded_predictor(masks, small_model, scene):
     assert all(np.array_equal(a.segmentation, b.segmentation) for a, b in zip(reused, masks))
     with pytest.raises(ValueError, match="set_image"):
         generator.generate(scene[:50], predictor=predictor)
+
+
+def test_level_legend_adds_a_band_under_the_overlay():
+    overlay = np.full((60, 200, 3), 100, np.uint8)
+    out = level_legend(overlay, level=3, levels=(1, 3, 6), count=12)
+    assert out.shape[1:] == (200, 3) and out.shape[0] > 60
+    assert np.array_equal(out[:60], overlay), "the overlay itself is unchanged"
+    band = out[60:]
+    assert (band == 240).all(-1).sum() > 50, "the legend writes text and boxes in the text colour"
+    other = level_legend(overlay, level=1, levels=(1, 3, 6), count=12)
+    assert not np.array_equal(other[60:], band), "the filled box follows the level shown"

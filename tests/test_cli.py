@@ -13,7 +13,7 @@ from PIL import Image
 
 from semsam import SemanticInfo, save_checkpoint
 from semsam.build import ASSETS
-from semsam.cli.main import main
+from semsam.cli.main import build_parser, main
 from semsam.cli.segment import parse_numbers
 from semsam.io import rle_to_mask
 
@@ -106,6 +106,24 @@ def test_help_explains_every_command():
     top = subprocess.run([sys.executable, "-m", "semsam", "--help"], capture_output=True, text=True).stdout
     for command in ("segment", "train", "eval"):
         assert command in top
+
+
+def test_bare_command_prints_help_and_version_prints_version(capsys):
+    import semsam
+
+    assert main([]) == 0
+    assert capsys.readouterr().out == build_parser().format_help()
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"semsam {semsam.__version__}\n"
+
+
+def test_help_examples_keep_their_line_breaks(capsys):
+    with pytest.raises(SystemExit):
+        main(["everything", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    continued = [i for i, line in enumerate(lines) if line.rstrip().endswith("\\")]
+    assert continued and all(lines[i + 1].startswith("      --") for i in continued)
 
 
 def test_sam_checkpoint_end_to_end(tmp_path, capsys, monkeypatch):

@@ -221,7 +221,7 @@ def test_training_config_mixes_bsds_and_coco_with_weights(tmp_path: Path) -> Non
         '[[datasets]]\nkind = "bsds500"\nroot = "bsds"\nweight = 3.0\n\n'
         '[[datasets]]\nkind = "coco"\nroot = "coco"\nsplit = "train2017"\nweight = 1.0\n'
     )
-    config = load_train_config(config_path)
+    config = load_train_config(config_path, data_root=tmp_path)  # the roots lie under the data root
     assert [spec.weight for spec in config.datasets] == [3.0, 1.0]
     bsds, coco = (build_dataset(spec) for spec in config.datasets)
     assert isinstance(coco, CocoInstancesDataset) and len(bsds) == 1 and len(coco) == 2

@@ -66,7 +66,15 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        missing: list[str] = []
+        page.on("response", lambda response: missing.append(response.url) if response.status == 404 else None)
         page.goto(server)
+        page.wait_for_load_state("networkidle")
+        assert missing == []
+        # Headless Chromium fetches no favicon itself: check that the page names one and both paths serve it.
+        for icon in (page.evaluate("document.querySelector('link[rel=icon]').href"), f"{server}/favicon.ico"):
+            answer = httpx.get(icon)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("image/svg+xml")
         # A file that is not an image is refused with the server's reason, and the page keeps working.
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
         page.wait_for_selector("#status.error")
@@ -124,6 +132,8 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.fill("#points-per-side", "6")
         page.click("#run-everything")
         page.wait_for_function("document.getElementById('status').textContent.includes('masks on 6 levels')")
+        assert page.locator("#masks .mask-card").count() == 0  # the clicks' masks made way for everything's
+        assert page.evaluate("state.points.length") == 0
         response = page.evaluate("state.everything")
         nested = sum(m["parent"] is not None for m in response["masks"])
         assert page.locator("#tree span.node").count() == len(response["masks"]) > 0
@@ -134,4 +144,29 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         assert page.locator("#tree span.node.at-level").count() == shown
         page.screenshot(path=str(tmp_path / "everything.png"), full_page=True)
         assert errors == []
+        browser.close()
+
+
+def test_api_docs_render_offline(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        outside: list[str] = []
+
+        def only_this_server(route):
+            if route.request.url.startswith(server):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_this_server)
+        page.goto(f"{server}/docs")
+        page.wait_for_selector(".swagger-ui .opblock", timeout=20_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "/api/images/{image_id}/predict" in [path.replace("\u200b", "") for path in paths]
+        assert outside == []
         browser.close()

@@ -140,11 +140,33 @@ def test_resuming_with_another_config_is_refused(tmp_path, bsds_root):
         ("[[datasets]]\nkind='imagenet'\nroot='x'\n", "imagenet"),
     ],
 )
-def test_bad_configs_are_named(tmp_path, text, message):
+def test_bad_configs_are_named(tmp_path, monkeypatch, text, message):
     path = tmp_path / "train.toml"
     path.write_text(text)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=message):
         Trainer(config=load_train_config(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.toml"]  # no runs/ folder left behind
+
+
+def test_missing_data_says_where_to_get_it_and_writes_nothing(tmp_path, bsds_root, monkeypatch, capsys):
+    from semsam.cli.main import main
+
+    config = write_config(tmp_path / "configs" / "train.toml", bsds_root, steps=1)
+    config.write_text(config.read_text().replace(f'root = "{bsds_root}"', f'root = "{bsds_root.name}"'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEMSAM_DATA_ROOT", raising=False)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["train", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert f"bsds500 data not found: {tmp_path / 'data' / 'bsds'} is not a folder" in error
+    assert "Get BSDS500 from https://" in error and "--data-root DIR, else $SEMSAM_DATA_ROOT" in error
+    monkeypatch.setenv("SEMSAM_DATA_ROOT", str(tmp_path / "elsewhere"))
+    assert main(["train", str(config)]) == 2
+    assert str(tmp_path / "elsewhere" / "bsds") in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before
+    assert main(["train", str(config), "--data-root", str(tmp_path)]) == 0  # the option wins over the variable
+    assert (tmp_path / "configs" / "run" / "final.safetensors").is_file()
 
 
 def test_train_command(tmp_path, bsds_root, capsys):

@@ -59,3 +59,20 @@ def test_dataset_options_must_be_a_table(tmp_path: Path):
     path.write_text('[[datasets]]\nkind = "synthetic_parts"\nroot = ""\noptions = 3\n')
     with pytest.raises(ValueError, match="'options' must be a table"):
         load_train_config(path)
+
+
+def test_dataset_roots_lie_under_the_data_root(tmp_path, monkeypatch):
+    path = tmp_path / "configs" / "train.toml"
+    path.parent.mkdir()
+    path.write_text('output_dir = "../runs/x"\n[[datasets]]\nkind = "bsds500"\nroot = "bsds500"\n'
+                    f'[[datasets]]\nkind = "coco"\nroot = "{tmp_path / "abs"}"\n'
+                    '[[datasets]]\nkind = "synthetic_parts"\nroot = ""\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEMSAM_DATA_ROOT", raising=False)
+    roots = lambda config: [spec.root for spec in config.datasets]  # noqa: E731
+    assert roots(load_train_config(path)) == [str(tmp_path / "data" / "bsds500"), str(tmp_path / "abs"), ""]
+    monkeypatch.setenv("SEMSAM_DATA_ROOT", str(tmp_path / "from_env"))
+    assert roots(load_train_config(path))[0] == str(tmp_path / "from_env" / "bsds500")
+    config = load_train_config(path, data_root="given")  # the option wins over the environment
+    assert roots(config)[0] == str(tmp_path / "given" / "bsds500")
+    assert config.output_dir == str(tmp_path / "configs" / ".." / "runs" / "x")  # relative to the config file

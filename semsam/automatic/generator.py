@@ -94,7 +94,8 @@ class MaskGenerator:
         output_mode: "binary_mask" (HxW bool arrays) or "coco_rle" (COCO RLE dicts, counts as str).
         containment_threshold: mask B contains mask A when area(A & B) >= this * area(A) (for the tree).
         match_sam: reproduce SAM's mask set (see above) instead of suppressing per level.
-        objects, parts: vocabularies for labels, as for `Predictor`.
+        objects: object vocabulary for labels, as for `Predictor`.
+        parts: part vocabulary for labels, as for `Predictor`.
     """
 
     def __init__(

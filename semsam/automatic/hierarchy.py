@@ -113,7 +113,8 @@ def level_label_maps(masks: list[GeneratedMask], height: int, width: int) -> dic
 
     Args:
         masks: generated masks.
-        height, width: the image size.
+        height: the image's height.
+        width: the image's width.
 
     Returns:
         {level: int32 [height, width]}.

@@ -10,7 +10,7 @@ import numpy as np
 
 from semsam.automatic.hierarchy import GeneratedMask, level_label_maps
 from semsam.io import write_json_atomic, write_png_atomic
-from semsam.visualize import label_map_overlay
+from semsam.visualize import label_map_overlay, level_legend
 
 
 def sa1b_record(masks: list[GeneratedMask], image_path: Path, json_path: Path, image_id: int,
@@ -73,8 +73,11 @@ def write_image_outputs(
     height, width = image.shape[:2]
     extras = json_path.with_suffix("")
     written = []
-    for level, label_map in level_label_maps(masks, height, width).items():
-        written.append(write_png_atomic(extras / f"overlay_level{level}.png", label_map_overlay(image, label_map)))
+    maps = level_label_maps(masks, height, width)
+    for level, label_map in maps.items():
+        count = sum(mask.level == level for mask in masks)
+        overlay = level_legend(label_map_overlay(image, label_map), level=level, levels=list(maps), count=count)
+        written.append(write_png_atomic(extras / f"overlay_level{level}.png", overlay))
     written.append(write_json_atomic(extras / "tree.json", tree_record(masks, containment_threshold)))
     record = sa1b_record(masks, image_path, json_path, image_id, height, width)
     coco_file_name = os.path.relpath(image_path.resolve(), extras.resolve())

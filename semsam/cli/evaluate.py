@@ -26,11 +26,11 @@ the highest-scored mask (*_top1), and the chance levels (*_chance: always the mo
 whose object/part heads were trained.
 
 examples:
-  semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
-  semsam eval click --dataset coco --root ../shared/data/coco_mval --split val
-  semsam eval labels --dataset coco --root ../shared/data/camvid --split val
-  semsam eval labels --dataset coco_parts --root ../shared/data/ccp --split val
-  semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
+  semsam eval click --dataset bsds500 --root data/bsds500 --split val
+  semsam eval click --dataset coco --root data/coco_mval --split val
+  semsam eval labels --dataset coco --root data/camvid --split val
+  semsam eval labels --dataset coco_parts --root data/ccp --split val
+  semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval labels --dataset synthetic_parts --dataset-option length=50 --checkpoint model.safetensors"""
 
 

@@ -33,7 +33,7 @@ examples:
   semsam everything semsam/assets/example.jpg --out everything_out
   semsam everything photos/ --levels 1,3,6 --out annotations
   semsam everything photos/ --out photos --points-per-side 16      # SA-1B layout, JSON beside each image
-  semsam everything photo.jpg --model sam_vit_b --checkpoint sam_vit_b_01ec64.pth \
+  semsam everything photo.jpg --model sam_vit_b --checkpoint sam_vit_b_01ec64.pth \\
       --pred-iou-thresh 0.88 --stability-thresh 0.95 --match-sam   # SAM's own mask set"""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from semsam import __version__
 from semsam.checkpoint import CheckpointError
 from semsam.cli import convert, evaluate, everything, segment, serve, train
 
@@ -18,9 +19,9 @@ One click gives six masks, from the finest part to the whole object, each with a
 examples:
   semsam segment semsam/assets/example.jpg --point 170,385
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
-  semsam train configs/joint_mobilenet.toml
-  semsam eval click --dataset bsds500 --root ../shared/data/bsds500 --split val
-  semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_tiny/final.safetensors
+  semsam train configs/joint_mobilenet.toml --data-root ~/datasets
+  semsam eval click --dataset bsds500 --root data/bsds500 --split val
+  semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam convert sam_vit_b sam_vit_b_01ec64.pth
   semsam everything photos/ --levels 1,3,6 --out annotations
   semsam serve --port 8000          (then open http://127.0.0.1:8000)
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semsam", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"semsam {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.register(subparsers)
@@ -39,8 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; bad input and file-system errors (missing file, no permission) print one line, exit code 2."""
+    """Runs the CLI; bad input and file-system errors (missing file, no permission) print one line, exit code 2.
+
+    Without a command it prints the help (exit code 0).
+    """
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -8,7 +8,11 @@ import sys
 
 DESCRIPTION = """Train a model with multi-choice learning on the datasets listed in a TOML config.
 
-Checkpoints go to the config's output_dir: last.pt (full state, written atomically every
+Data: a dataset's relative `root` in the config lies under the data root: --data-root DIR, else the
+SEMSAM_DATA_ROOT environment variable, else ./data (e.g. root = "bsds500" reads DATA_ROOT/bsds500). If a
+dataset is missing, the error names the folder and where to download the data, and nothing is written.
+
+Checkpoints go to the config's output_dir (relative to the config file): last.pt (full state, written atomically every
 checkpoint_every steps and when the run is interrupted), best.safetensors (best validation
 1-click mIoU) and final.safetensors; metrics.jsonl logs losses and validation figures.
 Running the same command again resumes an interrupted run exactly where it stopped. An interrupted
@@ -25,7 +29,8 @@ gradients are averaged (DistributedDataParallel: gloo on CPU, nccl on GPU), and 
 process writes checkpoints, logs and validation results.
 
 examples:
-  semsam train configs/joint_mobilenet.toml
+  semsam train configs/joint_mobilenet.toml --data-root ~/datasets
+  SEMSAM_DATA_ROOT=~/datasets semsam train configs/joint_mobilenet.toml
   semsam train configs/synthetic_parts_mobilenet.toml --steps 200
   torchrun --nproc_per_node=2 -m semsam train configs/synthetic_parts_mobilenet.toml"""
 
@@ -37,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", help="path to a TOML training config (see configs/ for examples)")
     parser.add_argument("--steps", type=int, help="override the config's number of steps")
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="folder holding the data sets that the config's relative roots name "
+                        "(default: $SEMSAM_DATA_ROOT, else ./data)")
     parser.set_defaults(func=run)
 
 
@@ -46,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from semsam.training.config import load_train_config
     from semsam.training.trainer import TrainingStopped, train
 
-    config = load_train_config(args.config)
+    config = load_train_config(args.config, data_root=args.data_root)
     if args.steps is not None:
         if args.steps <= 0:
             raise ValueError(f"--steps must be positive, got {args.steps}")

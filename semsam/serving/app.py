@@ -11,7 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
+from semsam import __version__
 from semsam.automatic import MaskGenerator
 from semsam.build import ASSETS
 from semsam.io import mask_to_rle
@@ -59,8 +61,9 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         yield
         app.state.runner.close()
 
-    app = FastAPI(title="semsam", summary="Segment and recognise anything at any granularity",
-                  version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc with their scripts served from the package (fastapi-offline), not a CDN: works offline.
+    app = FastAPIOffline(title="semsam", summary="Segment and recognise anything at any granularity",
+                         version=__version__, lifespan=lifespan, favicon_url="/static/favicon.svg")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(UnknownImage)
@@ -96,6 +99,10 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/api/example", summary="The bundled example image (JPEG)", response_class=FileResponse)
     async def example() -> FileResponse:
@@ -158,7 +165,7 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
 
 
 def describe_error(error: dict) -> str:
-    """'points[0][1]: Input should be a finite number' from a pydantic error."""
+    """`points[0][1]: Input should be a finite number` from a pydantic error."""
     if error["type"] == "json_invalid":
         return f"the request body is not valid JSON: {error.get('ctx', {}).get('error', 'decode error')}"
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"][1:]).lstrip(".")

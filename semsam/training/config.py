@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from semsam.data.registry import resolve_data_root
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -27,7 +29,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; paths are relative to the config file."""
+    """Everything a training run needs (see `load_train_config` for how a file's relative paths resolve)."""
 
     model: str = "semsam_mobilenet"
     output_dir: str = "runs/default"
@@ -77,8 +79,20 @@ PROBABILITIES = ("mask_prompt_prob", "correction_prob")
 MIN_IMAGE_SIZE = 32
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Reads a TOML training config, resolving relative paths against the file's folder.
+def load_train_config(path: str | Path, *, data_root: str | Path | None = None) -> TrainConfig:
+    """Reads a TOML training config.
+
+    Relative dataset roots lie under the data root; relative `output_dir` and checkpoint paths
+    (`init_checkpoint`, `backbone_checkpoint`, `heads_checkpoint`) are relative to the config file's folder. Nothing is checked on disk here: the trainer opens the datasets
+    before it writes anything.
+
+    Args:
+        path: the TOML file.
+        data_root: folder holding the data sets (see `semsam.data.resolve_data_root`: None falls back to
+            $SEMSAM_DATA_ROOT, then ./data).
+
+    Returns:
+        The config, with absolute paths.
 
     Raises:
         ValueError: unreadable TOML, unknown keys, a config without datasets, or a setting of the wrong type
@@ -96,6 +110,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"training config {path} is not valid TOML: {error}") from error
     base = path.resolve().parent
+    data = resolve_data_root(data_root).resolve()
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -107,11 +122,11 @@ def load_train_config(path: str | Path) -> TrainConfig:
     datasets = raw.get("datasets", [])
     if not isinstance(datasets, list):
         raise ValueError(f"{path}: datasets must be a list of [[datasets]] tables, got {datasets!r}")
-    values["datasets"] = tuple(_dataset(item, base, path) for item in datasets)
+    values["datasets"] = tuple(_dataset(item, data, path) for item in datasets)
     if not values["datasets"]:
         raise ValueError(f"{path} lists no [[datasets]] to train on")
     if "validation" in raw:
-        values["validation"] = _dataset(raw["validation"], base, path)
+        values["validation"] = _dataset(raw["validation"], data, path)
     for key in ("output_dir", "init_checkpoint", "backbone_checkpoint", "heads_checkpoint"):
         if values.get(key):
             values[key] = str(base / values[key])
@@ -159,7 +174,7 @@ def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
-def _dataset(item: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
+def _dataset(item: dict[str, Any], data_root: Path, path: Path) -> DatasetSpec:
     if not isinstance(item, dict):
         raise ValueError(f"{path}: a dataset must be a table with 'kind' and 'root', got {item!r}")
     known = {f.name for f in fields(DatasetSpec)}
@@ -175,7 +190,9 @@ def _dataset(item: dict[str, Any], base: Path, path: Path) -> DatasetSpec:
     if not _is_number(weight) or weight <= 0:
         raise ValueError(f"dataset entry {item} in {path}: weight must be a number > 0 (its share of the samples); "
                          "to leave a dataset out, delete its entry")
-    return DatasetSpec(**{**item, "root": str(base / item["root"])})
+    # An empty root (generated data sets) stays empty; absolute roots are kept as they are.
+    root = str(data_root / item["root"]) if item["root"] else ""
+    return DatasetSpec(**{**item, "root": root})
 
 
 def as_dict(config: TrainConfig) -> dict[str, Any]:

@@ -81,8 +81,9 @@ class MultiChoiceLoss(nn.Module):
             outputs: the model's predictions (with aux layers for deep supervision).
             targets: the prompts' ground truth.
             classifier: `model.sem_seg_head.predictor.classify`; needed with object_text or part_text.
-            object_text, part_text: [V, text_dim] vocabulary embeddings; a class loss is added when given and
-                the targets carry class ids of that kind.
+            object_text: [V, text_dim] object vocabulary embeddings; an object class loss is added when given
+                and the targets carry object class ids.
+            part_text: [V, text_dim] part vocabulary embeddings, likewise for part class ids.
 
         Returns:
             The last layer's unweighted terms ("bce", "dice", "iou", "box_l1", "giou", and "object_class" /

@@ -55,10 +55,6 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         self.placement = distributed.start(config.device)
         self.output = Path(config.output_dir)
-        if self.placement.is_main:
-            self.output.mkdir(parents=True, exist_ok=True)
-            for name in (STATE_FILE, *WEIGHT_FILES):
-                remove_stale_temps(self.output / name)
         torch.manual_seed(config.seed)
         self.model = build_model(config.model)
         if config.init_checkpoint:
@@ -81,6 +77,10 @@ class Trainer:
         self.dataset_probs = weights / weights.sum()
         self.validation = build_dataset(config.validation) if config.validation else None
         self.vocabulary = Vocabulary.from_datasets(self.datasets)
+        if self.placement.is_main:  # only once every dataset opened: a run without its data leaves no folder
+            self.output.mkdir(parents=True, exist_ok=True)
+            for name in (STATE_FILE, *WEIGHT_FILES):
+                remove_stale_temps(self.output / name)
         object_text, part_text = self.vocabulary.embed(TextEncoder(), self.placement.device)
         if self.vocabulary.labelled:
             self.model.semantic = SemanticInfo(

@@ -261,7 +261,9 @@ async function segmentEverything() {
     });
     state.everything = result;
     state.everythingLayers = result.masks.map((m) => maskLayer(decodeRle(m.segmentation), maskColor(m.id)));
-    Object.assign(state, { mode: "everything", treeSelected: null });
+    // The click prompts and their mask cards belong to the previous view: clear them.
+    Object.assign(state, { mode: "everything", treeSelected: null, points: [], labels: [], box: null, result: null,
+                           masks: [] });
     const slider = $("everything-level");
     slider.min = result.levels[0]; slider.max = result.levels[result.levels.length - 1];
     slider.disabled = false;
