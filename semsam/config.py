@@ -58,6 +58,10 @@ class DecoderConfig:
     click_size: float = 0.005
 
 
+RESIZE_RULES = ("short_side", "long_side")
+OFFICIAL_SHORT_SIDE = 640
+
+
 @dataclass(frozen=True)
 class SemanticSamConfig:
     """A whole `SemanticSam` model: backbone, pixel decoder, prompt decoder and pre-processing."""
@@ -69,6 +73,13 @@ class SemanticSamConfig:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # How images are resized before inference, as the weights were trained: "short_side" (the official demo: short
+    # side to OFFICIAL_SHORT_SIDE, bicubic) or "long_side" (semsam's training: long side to image_size, bilinear).
+    resize: str = "short_side"
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_RULES:
+            raise ValueError(f"resize must be one of {RESIZE_RULES}, got {self.resize!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,6 +182,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
             text_dim=TEXT_DIM_MINILM,
         ),
         image_size=384,
+        resize="long_side",
     ),
     "semsam_mobilenet": SemanticSamConfig(
         backbone=MobileNetV2Config(),

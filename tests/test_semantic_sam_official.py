@@ -11,7 +11,7 @@ from semsam import MODEL_CONFIGS, CheckpointError, build_model, load_model
 from official_layout import SWIN_L, SWIN_T, semantic_sam_layout
 
 # Our extra key: the released files lack it (their classification heads were never trained).
-OURS_ONLY = {"sem_seg_head.predictor.logit_scale"}
+OURS_ONLY = {"sem_seg_head.predictor.text_projection", "sem_seg_head.predictor.logit_scale"}
 
 
 @pytest.mark.parametrize(("name", "swin"), [("semantic_sam_t", SWIN_T), ("semantic_sam_l", SWIN_L)])
@@ -43,7 +43,7 @@ def _official_file(path, layout, **changes):
 
 
 TINY = dict(embed=48, depths=(2, 2, 4, 1), heads=(2, 4, 8, 16), window=7, dim=128, ffn=512, encoder_layers=2,
-            decoder_layers=4, attn_heads=4, class_dim=384, text_dim=384)
+            decoder_layers=4, attn_heads=4, class_dim=384)
 
 
 def test_a_release_shaped_file_loads_every_tensor(tmp_path):
