@@ -122,7 +122,7 @@ class Predictor:
         """Encodes an image (HxWx3 uint8 RGB; grey, RGBA, 16-bit and [0, 1] float are converted)."""
         rgb = as_rgb_uint8(image)
         resized = self.model.resize_image(rgb)
-        tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)[None].to(self.model.device)
+        tensor = torch.tensor(resized).permute(2, 0, 1)[None].to(self.model.device)
         self._features = self.model.encode_image(self.model.preprocess(tensor))
         self._original_size, self._input_size = rgb.shape[:2], resized.shape[:2]
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from semsam import MODEL_CONFIGS, CheckpointError, build_model, load_model
+from semsam.cli.main import main
 from official_layout import SWIN_L, SWIN_T, semantic_sam_layout
 
 # Our extra key: the released files lack it (their classification heads were never trained).
@@ -74,3 +75,10 @@ def test_official_file_needs_a_model_name(tmp_path):
     with pytest.raises(ValueError, match="carries no config: name its model"):
         load_model(checkpoint=tmp_path / "release.pth")
     assert "semsam_tiny" in MODEL_CONFIGS
+
+
+def test_conversion_names_our_own_tensors(tmp_path, capsys):
+    _official_file(tmp_path / "release.pth", semantic_sam_layout(**TINY))
+    assert main(["convert", "semsam_tiny", str(tmp_path / "release.pth")]) == 0
+    out = capsys.readouterr().out
+    assert f"keep their initial values: {', '.join(sorted(OURS_ONLY, reverse=True))}" in out
