@@ -73,9 +73,9 @@ class SemanticSamConfig:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
-    # How images are resized before inference, as the weights were trained: "short_side" (the official demo: short
-    # side to OFFICIAL_SHORT_SIDE, bicubic) or "long_side" (semsam's training: long side to image_size, bilinear).
-    resize: str = "short_side"
+    # How images are resized before inference, as the weights were trained: "long_side" (semsam's training: long
+    # side to image_size, bilinear) or "short_side" (the official demo: short side to OFFICIAL_SHORT_SIDE, bicubic).
+    resize: str = "long_side"
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_RULES:
@@ -182,7 +182,6 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
             text_dim=TEXT_DIM_MINILM,
         ),
         image_size=384,
-        resize="long_side",
     ),
     "semsam_mobilenet": SemanticSamConfig(
         backbone=MobileNetV2Config(),
@@ -205,9 +204,11 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     ),
     "semantic_sam_t": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
+        resize="short_side",
     ),
     "semantic_sam_l": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+        resize="short_side",
     ),
     "sam_vit_b": SamConfig(),
     "sam_vit_l": SamConfig(

@@ -113,4 +113,5 @@ REDUCED_SWIN_T = SemanticSamConfig(
     backbone=SwinConfig(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=7),
     pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_layers=2, num_heads=4, ffn_dim=256),
     decoder=DecoderConfig(hidden_dim=64, num_layers=3, num_heads=8, ffn_dim=256, class_dim=128),
+    resize="short_side",
 )
