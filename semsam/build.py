@@ -18,8 +18,9 @@ from semsam.modeling.sam import Sam
 ASSETS = Path(__file__).resolve().parent / "assets"
 EMBEDDED_CHECKPOINTS = {DEFAULT_MODEL: ASSETS / f"{DEFAULT_MODEL}.safetensors"}
 OFFICIAL_SUFFIXES = (".pth", ".pt")
-# Keys the released Semantic-SAM files lack: the untrained head's logit scale keeps its initial value.
-OFFICIAL_ABSENT_KEYS = ("sem_seg_head.predictor.logit_scale",)
+# semsam's own tensors, absent from the released Semantic-SAM files (whose classification heads were never
+# trained): the text projection and logit scale keep their initial values.
+OFFICIAL_ABSENT_KEYS = ("sem_seg_head.predictor.text_projection", "sem_seg_head.predictor.logit_scale")
 
 
 def model_from_config(config: ModelConfig, semantic: SemanticInfo | None = None) -> SemanticSam | Sam:
@@ -74,7 +75,10 @@ def load_model(
 
 
 def load_official(name: str | None, checkpoint: str | Path) -> SemanticSam | Sam:
-    """A registered model with the weights of an official `.pth` file, every key and shape checked."""
+    """A registered model with the weights of an official `.pth` file, every key and shape checked.
+
+    semsam's own tensors (`own_tensors_absent_from_official`) keep their initial values.
+    """
     if name is None:
         raise ValueError(
             f"{checkpoint} is an official .pth file, which carries no config: name its model, e.g. "
@@ -85,8 +89,8 @@ def load_official(name: str | None, checkpoint: str | Path) -> SemanticSam | Sam
     model = build_model(name)
     tensors = resolve_aliases(model, official, str(checkpoint))
     own = model.state_dict()
-    for key in OFFICIAL_ABSENT_KEYS:
-        if key in own and key not in tensors:
+    for key in own_tensors_absent_from_official(model):
+        if key not in tensors:
             tensors[key] = own[key]
     load_tensors(model, tensors, str(checkpoint))
     return model
@@ -135,6 +139,12 @@ def transfer_heads(model: SemanticSam, checkpoint: str | Path) -> list[str]:
     # Shared (aliased) modules are stored under one name: a tensor copied under its other name is not fresh.
     copied = {own[name].data_ptr() for name in fitting}
     return sorted(name for name in heads if own[name].data_ptr() not in copied)
+
+
+def own_tensors_absent_from_official(model: nn.Module) -> list[str]:
+    """The model's tensors that are semsam's own, not in the official files: they keep their initial values."""
+    own = model.state_dict()
+    return [key for key in OFFICIAL_ABSENT_KEYS if key in own]
 
 
 def _load_semsam(name: str | None, checkpoint: str | Path) -> nn.Module:

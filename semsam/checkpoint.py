@@ -15,9 +15,16 @@ from torch import Tensor, nn
 from semsam.config import ARCHITECTURES, ModelConfig, SemanticInfo, architecture_of, check_config
 from semsam.io import write_atomic
 
-# Version 2 keys the pixel decoder's input_proj as the official files do (res5, res4, res3, extra level).
-FORMAT_VERSION = "2"
-INPUT_PROJ_V1_TO_V2 = {"input_proj.0.": "input_proj.2.", "input_proj.2.": "input_proj.0."}
+# Version 3 keys the pixel decoder's input_proj as the official files do (res3, res4, res5, extra level; version 2
+# had res5 first), names semsam's text projection `text_projection` (versions 1-2: `lang_mapper`, the name of an
+# official tensor of another shape), and records the inference resize rule (versions 1-2: "long_side").
+FORMAT_VERSION = "3"
+RENAMES_TO_V3 = {
+    "1": {"predictor.lang_mapper": "predictor.text_projection"},
+    "2": {"predictor.lang_mapper": "predictor.text_projection",
+          "pixel_decoder.input_proj.0.": "pixel_decoder.input_proj.2.",
+          "pixel_decoder.input_proj.2.": "pixel_decoder.input_proj.0."},
+}
 
 
 class CheckpointError(ValueError):
@@ -60,21 +67,31 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], ModelConfig, S
     architecture = metadata.get("architecture", "semantic_sam")
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{path} is for an unknown architecture {architecture!r} (known: {sorted(ARCHITECTURES)})")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION and version not in RENAMES_TO_V3:
+        raise CheckpointError(f"{path} has format version {version!r}, which this semsam cannot read (it reads 1 to "
+                              f"{FORMAT_VERSION}): upgrade semsam")
     try:
-        config = ARCHITECTURES[architecture].from_dict(json.loads(metadata["config"]))
+        config_dict = json.loads(metadata["config"])
+        if version in RENAMES_TO_V3 and architecture == "semantic_sam":
+            config_dict.setdefault("resize", "long_side")
+        config = ARCHITECTURES[architecture].from_dict(config_dict)
         check_config(config)
         semantic = SemanticInfo(**json.loads(metadata.get("semantic", "{}")))
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid config: {error}") from error
-    if metadata.get("format_version") == "1":
-        tensors = {_rename_v1(name): tensor for name, tensor in tensors.items()}
+    if version in RENAMES_TO_V3 and architecture == "semantic_sam":
+        tensors = {_rename(name, RENAMES_TO_V3[version]): tensor for name, tensor in tensors.items()}
+        # The official-layout tensor these versions lack is read by nothing; it keeps the model's initial zeros.
+        tensors.setdefault("sem_seg_head.predictor.lang_mapper",
+                           torch.zeros(config.decoder.class_dim, config.decoder.hidden_dim))
     return tensors, config, semantic
 
 
-def _rename_v1(name: str) -> str:
-    for old, new in INPUT_PROJ_V1_TO_V2.items():
-        if f"pixel_decoder.{old}" in name:
-            return name.replace(f"pixel_decoder.{old}", f"pixel_decoder.{new}")
+def _rename(name: str, renames: dict[str, str]) -> str:
+    for old, new in renames.items():
+        if old in name:
+            return name.replace(old, new)
     return name
 
 

@@ -63,6 +63,10 @@ class DecoderConfig:
     click_size: float = 0.005
 
 
+RESIZE_RULES = ("short_side", "long_side")
+OFFICIAL_SHORT_SIDE = 640
+
+
 @dataclass(frozen=True)
 class SemanticSamConfig:
     """A whole `SemanticSam` model: backbone, pixel decoder, prompt decoder and pre-processing."""
@@ -74,6 +78,13 @@ class SemanticSamConfig:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # How images are resized before inference, as the weights were trained: "long_side" (semsam's training: long
+    # side to image_size, bilinear) or "short_side" (the official demo: short side to OFFICIAL_SHORT_SIDE, bicubic).
+    resize: str = "long_side"
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_RULES:
+            raise ValueError(f"resize must be one of {RESIZE_RULES}, got {self.resize!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,9 +229,11 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     ),
     "semantic_sam_t": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
+        resize="short_side",
     ),
     "semantic_sam_l": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+        resize="short_side",
     ),
     "sam_vit_b": SamConfig(),
     "sam_vit_l": SamConfig(

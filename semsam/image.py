@@ -131,3 +131,29 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     if image.mode == "F":
         return np.asarray(image, dtype=np.float32)
     return np.asarray(image.convert("RGB"))
+
+
+def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resizes HxWx3 uint8 so that its long side is `size`, with PIL's bilinear filter, as `SamPredictor` does.
+
+    Returns:
+        The resized uint8 image; the short side is rounded half up, as SAM rounds it.
+    """
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    return _resize(image, (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))), Image.Resampling.BILINEAR)
+
+
+def resize_short_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resizes HxWx3 uint8 so that its short side is `size`, with PIL's bicubic filter, as the official Semantic-SAM
+    demo does (torchvision `Resize(size)`: the long side becomes int(size * long / short))."""
+    height, width = image.shape[:2]
+    short, long = sorted((height, width))
+    long = max(1, int(size * long / short))
+    return _resize(image, (size, long) if height <= width else (long, size), Image.Resampling.BICUBIC)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    if image.shape[:2] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), resample))

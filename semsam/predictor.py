@@ -128,13 +128,10 @@ class Predictor:
     def set_image(self, image: np.ndarray | Image.Image) -> None:
         """Encodes an image (HxWx3 uint8 RGB; grey, RGBA, 16-bit and [0, 1] float are converted)."""
         rgb = as_rgb_uint8(image)
-        height, width = rgb.shape[:2]
-        scale = self.model.config.image_size / max(height, width)
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        tensor = torch.tensor(rgb).permute(2, 0, 1)[None].float()
-        tensor = F.interpolate(tensor, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
-        self._features = self.model.encode_image(self.model.preprocess(tensor.to(self.model.device)))
-        self._original_size, self._input_size = (height, width), (new_h, new_w)
+        resized = self.model.resize_image(rgb)
+        tensor = torch.tensor(resized).permute(2, 0, 1)[None].to(self.model.device)
+        self._features = self.model.encode_image(self.model.preprocess(tensor))
+        self._original_size, self._input_size = rgb.shape[:2], resized.shape[:2]
 
     def predict(
         self,
@@ -279,8 +276,8 @@ class Predictor:
         ]
 
     def _decode(self, prompts: list[Prompt], multimask: bool) -> DecoderOutput | SamOutput:
-        (input_h, input_w), (height, width) = self._input_size, self._original_size
-        batch = self.model.prompt_batch(prompts, (input_w / width, input_h / height), self._features)
+        batch = self.model.prompt_batch(prompts, original_size=self._original_size, input_size=self._input_size,
+                                        features=self._features)
         return self.model.decode(self._features, batch, multimask=multimask)
 
     def _probabilities(self, output: DecoderOutput | SamOutput) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from semsam.config import SMALL_DECODER, SMALL_PIXEL_DECODER, SemanticSamConfig, SwinConfig
 from semsam.io import mask_to_rle
 
 HEIGHT, WIDTH = 48, 64
@@ -150,3 +151,8 @@ def write_sa1b(folder: Path, stem: str, masks: list[np.ndarray], suffix: str = "
     ]
     image = {"image_id": 1, "file_name": f"{stem}{suffix}", "height": HEIGHT, "width": WIDTH}
     write_json(folder / f"{stem}.json", {"image": image, "annotations": annotations})
+
+
+# The architecture of the previous default, semsam_tiny: a small Swin with the small models' decoders.
+SMALL_SWIN = SemanticSamConfig(backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16)),
+                               pixel_decoder=SMALL_PIXEL_DECODER, decoder=SMALL_DECODER, image_size=128)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from semsam.config import DecoderConfig, PixelDecoderConfig, SemanticSamConfig, SwinConfig
+
 
 def semantic_sam_layout(*, embed: int, depths: tuple[int, ...], heads: tuple[int, ...], window: int,
                         dim: int = 256, ffn: int = 2048, encoder_layers: int = 6, decoder_layers: int = 9,
-                        attn_heads: int = 8, points: int = 4, class_dim: int = 512, text_dim: int = 512,
+                        attn_heads: int = 8, points: int = 4, class_dim: int = 512,
                         granularities: int = 6) -> dict[str, tuple[int, ...]]:
     """Every key (after stripping `model.`) with its shape, aliases included."""
     layout: dict[str, tuple[int, ...]] = {}
@@ -51,9 +53,9 @@ def semantic_sam_layout(*, embed: int, depths: tuple[int, ...], heads: tuple[int
             norm(f"backbone.layers.{i}.downsample.norm", 4 * c)
         norm(f"backbone.norm{i}", c)
 
-    # Pixel decoder: input_proj from low to high resolution (res5, res4, res3), then the extra level on res5
+    # Pixel decoder: input_proj from high to low resolution (res3, res4, res5), then the extra level on res5
     pixel = "sem_seg_head.pixel_decoder"
-    for i, (c, kernel) in enumerate([(channels[3], 1), (channels[2], 1), (channels[1], 1), (channels[3], 3)]):
+    for i, (c, kernel) in enumerate([(channels[1], 1), (channels[2], 1), (channels[3], 1), (channels[3], 3)]):
         layout[f"{pixel}.input_proj.{i}.0.weight"] = (dim, c, kernel, kernel)
         layout[f"{pixel}.input_proj.{i}.0.bias"] = (dim,)
         norm(f"{pixel}.input_proj.{i}.1", dim)
@@ -74,7 +76,7 @@ def semantic_sam_layout(*, embed: int, depths: tuple[int, ...], heads: tuple[int
 
     # Prompt decoder and heads
     head = "sem_seg_head.predictor"
-    layout[f"{head}.lang_mapper"] = (text_dim, class_dim)
+    layout[f"{head}.lang_mapper"] = (class_dim, dim)
     layout[f"{head}.class_embed"] = (dim, class_dim)
     layout[f"{head}.class_embed_part"] = (dim, class_dim)
     mlp(f"{head}.mask_embed", [dim, dim, dim, dim])
@@ -103,3 +105,13 @@ def semantic_sam_layout(*, embed: int, depths: tuple[int, ...], heads: tuple[int
 
 SWIN_T = dict(embed=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24), window=7)
 SWIN_L = dict(embed=192, depths=(2, 2, 18, 2), heads=(6, 12, 24, 48), window=12)
+
+
+# The reduced Swin-T of ../shared/golden/semantic_sam (its README): the official config with smaller widths and
+# depths. The official decoder always has 8 heads.
+REDUCED_SWIN_T = SemanticSamConfig(
+    backbone=SwinConfig(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=7),
+    pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_layers=2, num_heads=4, ffn_dim=256),
+    decoder=DecoderConfig(hidden_dim=64, num_layers=3, num_heads=8, ffn_dim=256, class_dim=128),
+    resize="short_side",
+)

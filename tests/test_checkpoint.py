@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -127,3 +128,44 @@ def _metadata(path):
 
     with safe_open(str(path), framework="pt") as handle:
         return dict(handle.metadata())
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_older_formats_load_with_their_layout_and_resizing(tmp_path, small_model, small_config, scene, version):
+    """Format 2 keyed input_proj res5 first, formats 1-2 named the text projection `lang_mapper`, and both
+    predate the resize rule: such files were trained with long-side resizing."""
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, small_model, small_config, SemanticInfo())
+    tensors, metadata = load_file(str(path)), _metadata(path)
+    head = "sem_seg_head.predictor."
+    tensors[f"{head}lang_mapper"] = tensors.pop(f"{head}text_projection")
+    if version == "2":
+        proj = "sem_seg_head.pixel_decoder.input_proj."
+        swapped = {key.replace(f"{proj}0.", f"{proj}2.") if f"{proj}0." in key else key.replace(f"{proj}2.", f"{proj}0.")
+                   : value for key, value in tensors.items()}
+        assert swapped[f"{proj}0.0.weight"].shape[1] == 8 * small_config.backbone.embed_dim  # res5 first
+        tensors = swapped
+    config = json.loads(metadata["config"])
+    assert config.pop("resize") == "long_side"
+    metadata.update(format_version=version, config=json.dumps(config))
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=metadata)
+    loaded = load_model(checkpoint=old)
+    assert loaded.config == small_config
+    before, after = _predict(small_model, scene), _predict(loaded, scene)
+    assert np.array_equal(before.logits, after.logits) and np.array_equal(before.masks, after.masks)
+
+
+def test_embedded_default_keeps_its_training_resizing():
+    model = load_model()
+    assert model.config.resize == "long_side" and model.config.image_size == 320
+    assert model.resize_image(np.zeros((321, 481, 3), np.uint8)).shape == (214, 320, 3)
+
+
+def test_unknown_format_version_is_refused(tmp_path, small_model, small_config):
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, small_model, small_config, SemanticInfo())
+    metadata = dict(_metadata(path), format_version="99")
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    with pytest.raises(CheckpointError, match="format version '99'.*upgrade semsam"):
+        load_model(checkpoint=path)

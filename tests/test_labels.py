@@ -22,7 +22,7 @@ def _steer_heads(model, object_name: str, part_name: str):
         head.decoder_norm.weight.zero_()
         head.decoder_norm.bias.zero_()
         head.decoder_norm.bias[0] = 1.0
-        head.lang_mapper.copy_(torch.eye(head.lang_mapper.shape[0]))
+        head.text_projection.copy_(torch.eye(head.text_projection.shape[0]))
         head.class_embed.zero_()
         head.class_embed[0] = text[0]
         head.class_embed_part.zero_()

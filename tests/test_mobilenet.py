@@ -14,18 +14,16 @@ from safetensors.torch import load_file
 from semsam import MODEL_CONFIGS, load_model
 from semsam.build import build_model, load_backbone, model_from_config
 from semsam.checkpoint import CheckpointError, save_checkpoint
-from semsam.config import (SMALL_DECODER, SMALL_PIXEL_DECODER, MobileNetV2Config, SemanticSamConfig,
-                           SwinConfig)
+from semsam.config import MobileNetV2Config, SemanticSamConfig, SwinConfig
 from semsam.modeling.mobilenet_v2 import MobileNetV2Classifier, SameConv2d
+
+from helpers import SMALL_SWIN
 
 CORAL = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "coral"
 IMAGENET = CORAL / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 DEEPLAB = CORAL / "deeplabv3_mnv2_pascal_quant.tflite"
 BODYPIX = CORAL / "bodypix_mobilenet_v1_075_512_512_16_quant_decoder.tflite"
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coco_mval" / "val"
-# The architecture of the previous default, semsam_tiny: a small Swin with the same decoders.
-SMALL_SWIN = SemanticSamConfig(backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16)),
-                               pixel_decoder=SMALL_PIXEL_DECODER, decoder=SMALL_DECODER, image_size=128)
 needs_coral = pytest.mark.skipif(not IMAGENET.is_file(), reason=f"Coral TFLite weights not found in {CORAL}")
 
 

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from semsam import MODEL_CONFIGS, Predictor, Prompt, build_model, load_model
+from semsam import MODEL_CONFIGS, Predictor, Prompt, build_model, load_model, read_image
 from semsam.modeling.sam import mask_decoder
 from sam_reference import SMALL, import_segment_anything, reference_model
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "semsam" / "assets" / "example.jpg"
+
+
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def models(tmp_path_factory):
+    """The reference package, a random reference model, and ours loaded from it as an official .pth."""
     monkeypatch = pytest.MonkeyPatch()
     sam = import_segment_anything(monkeypatch)
     reference = reference_model(SMALL)
     path = tmp_path_factory.mktemp("sam") / "sam_small.pth"
     torch.save(reference.state_dict(), path)
     monkeypatch.setitem(MODEL_CONFIGS, "sam_small_test", SMALL)
-    ours = load_model("sam_small_test", checkpoint=path)
+    yield sam, reference, load_model("sam_small_test", checkpoint=path)
+    monkeypatch.undo()
+
+
+@pytest.fixture(scope="module")
+def pair(models):
+    sam, reference, ours = models
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, size=(192, 256, 3), dtype=np.uint8)  # longest side = image_size: no resizing
     image[40:150, 60:200] = (220, 40, 40)
@@ -26,8 +38,7 @@ def pair(tmp_path_factory):
     reference_predictor.set_image(image)
     predictor = Predictor(ours)
     predictor.set_image(image)
-    yield reference_predictor, predictor
-    monkeypatch.undo()
+    return reference_predictor, predictor
 
 
 PROMPTS = {
@@ -103,3 +114,26 @@ def test_prompts_decoded_in_chunks_match_the_reference(pair, monkeypatch):
     refined = predictor.predict_batch([Prompt(points=p, mask_input=c.logits[0]) for p, c in zip(points, clicks)])
     for p, c, ours in zip(points, clicks, refined):
         _assert_matches(reference, ours, {"points": p, "labels": [1], "mask_input": c.logits[0]}, multimask=True)
+
+
+@pytest.mark.parametrize("prompt", ["one point", "box"])
+def test_masks_on_a_real_photo_are_the_references(models, prompt):
+    """A 3:2 photo, resized as SamPredictor does (PIL bilinear on uint8, 341 * 256 / 512 = 170.5 rounded up)."""
+    sam, reference, ours = models
+    image = read_image(EXAMPLE)[:341]
+    reference_predictor, predictor = sam.SamPredictor(reference), Predictor(ours)
+    reference_predictor.set_image(image)
+    predictor.set_image(image)
+    assert tuple(reference_predictor.input_size) == (171, 256) == ours.resize_image(image).shape[:2]
+    kwargs = {"one point": dict(points=[(300, 200)], labels=[1]), "box": dict(box=(100, 60, 400, 300))}[prompt]
+    ours_result = predictor.predict(**kwargs)
+    upsampled, scores, _ = reference_predictor.predict(
+        point_coords=np.array(kwargs["points"], np.float32) if "points" in kwargs else None,
+        point_labels=np.array(kwargs["labels"]) if "labels" in kwargs else None,
+        box=np.array(kwargs["box"], np.float32) if "box" in kwargs else None, return_logits=True)
+    order = np.argsort((upsampled > 0).reshape(3, -1).sum(1), kind="stable")
+    np.testing.assert_allclose(ours_result.scores, scores[order], rtol=0, atol=1e-5)
+    differing = ours_result.masks != (upsampled[order] > 0)
+    # Float32 noise can flip a pixel only where the reference's logit is that close to 0.
+    assert np.abs(upsampled[order][differing]).max(initial=0.0) <= 1e-4
+    assert differing.sum() <= 2, f"{differing.sum()} pixels differ"

@@ -65,9 +65,9 @@ def test_labelled_data_trains_the_class_heads_and_the_checkpoint_labels_masks(tm
     config = load_train_config(synthetic_config(tmp_path, steps=2))
     trainer = Trainer(config=config)
     head = trainer.model.sem_seg_head.predictor
-    before = head.lang_mapper.detach().clone()
+    before = head.text_projection.detach().clone()
     trainer.run()
-    assert not (head.lang_mapper.detach() == before).all()
+    assert not (head.text_projection.detach() == before).all()
     records = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]
     assert all(r["object_class"] > 0 and r["part_class"] > 0 for r in records)
     model = load_model(checkpoint=Path(config.output_dir) / "final.safetensors")

@@ -208,7 +208,7 @@ def test_batch_of_two_trains_a_real_model_end_to_end() -> None:
     for module in (predictor.mask_embed, predictor.iou_prediction_head, predictor._bbox_embed, model.backbone):
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
-    for parameter in (predictor.class_embed, predictor.class_embed_part, predictor.lang_mapper):
+    for parameter in (predictor.class_embed, predictor.class_embed_part, predictor.text_projection):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
 
 

@@ -67,6 +67,8 @@ def _register_official(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from semsam.convert import convert_official
 
-    written = convert_official(args.model, args.checkpoint, args.out)
+    written, own = convert_official(args.model, args.checkpoint, args.out)
     print(f"wrote {written}")
+    if own:
+        print(f"semsam's own tensors, not in official files, keep their initial values: {', '.join(own)}")
     return 0

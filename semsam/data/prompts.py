@@ -24,7 +24,7 @@ class PromptSampling:
         max_extra_clicks: a multi-click prompt gets 1..max_extra_clicks extra clicks.
         max_targets: a prompt keeps at most this many targets (a random subset that includes the sampled mask).
         box_noise: each box side moves by up to this fraction of the box's width/height.
-        click_size: width and height of a click's anchor box, normalised.
+        click_size: width and height of a click's anchor box, as a fraction of the image (before padding).
         duplicate_iou: masks overlapping above this IoU after resizing count as one.
     """
 
@@ -149,7 +149,7 @@ def prepare_batch(
     simulated = [_simulate_prompts(v.masks, count=prompts_per_image, sampling=sampling, rng=rng) for v in views]
     return TrainingBatch(
         images=_pad_images(views, height, width, pad_value),
-        prompts=_prompt_batch(simulated, height, width, sampling.click_size),
+        prompts=_prompt_batch(simulated, [v.image.shape[:2] for v in views], height, width, sampling.click_size),
         targets=_targets(views, simulated, height, width),
     )
 
@@ -264,13 +264,17 @@ def _pad_images(
     return images
 
 
-def _prompt_batch(simulated: list[_ImagePrompts], height: int, width: int, click_size: float) -> PromptBatch:
+def _prompt_batch(
+    simulated: list[_ImagePrompts], sizes: list[tuple[int, int]], height: int, width: int, click_size: float
+) -> PromptBatch:
     count = len(simulated[0].anchors)
     num_points = max(len(e) for s in simulated for e in s.extra_clicks)
     scale = np.array([width, height, width, height], dtype=np.float64)
     anchors = np.stack([s.anchors for s in simulated]) / scale
     is_box = np.stack([s.is_box for s in simulated])
-    anchors[..., 2:] = np.where(is_box[..., None], anchors[..., 2:], click_size)
+    # A click's size is a fraction of its image, as at inference: its anchor shrinks with the padding.
+    click_wh = click_size * np.array([(w / width, h / height) for h, w in sizes])[:, None]
+    anchors[..., 2:] = np.where(is_box[..., None], anchors[..., 2:], click_wh)
     points = np.zeros((len(simulated), count, num_points, 2))
     labels = np.full((len(simulated), count, num_points), -1, dtype=np.int64)
     for b, image_prompts in enumerate(simulated):

@@ -92,9 +92,9 @@ class PixelDecoder(nn.Module):
         super().__init__()
         dim, groups = config.conv_dim, config.num_groups
         res2_ch, res3_ch, res4_ch, res5_ch = in_channels
-        # Ordered res5, res4, res3, then the extra stride-64 level, as the official files key them.
+        # Ordered res3, res4, res5, then the extra stride-64 level on res5, as the official files key them.
         self.input_proj = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(ch, dim, kernel_size=1), nn.GroupNorm(groups, dim)) for ch in (res5_ch, res4_ch, res3_ch)]
+            [nn.Sequential(nn.Conv2d(ch, dim, kernel_size=1), nn.GroupNorm(groups, dim)) for ch in (res3_ch, res4_ch, res5_ch)]
             + [nn.Sequential(nn.Conv2d(res5_ch, dim, kernel_size=3, stride=2, padding=1), nn.GroupNorm(groups, dim))]
         )
         self.transformer = DeformableEncoder(config=config)
@@ -104,8 +104,7 @@ class PixelDecoder(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> PixelFeatures:
         res5 = features["res5"].float()
-        sources = [proj(features[name].float()) for proj, name in zip(self.input_proj[:3], ("res5", "res4", "res3"))]
-        sources.reverse()
+        sources = [proj(features[name].float()) for proj, name in zip(self.input_proj[:3], ("res3", "res4", "res5"))]
         sources.append(self.input_proj[3](res5))
         levels = self.transformer(sources)
         stride8 = levels[0]

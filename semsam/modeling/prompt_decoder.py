@@ -93,17 +93,20 @@ class PromptDecoder(nn.Module):
             memory_values: `project_memory(memory)`.
 
         Returns:
-            Per layer: the normalised output tokens [B, N, K, C] and their refined boxes [B, N, K, 4].
+            Per layer, the normalised output tokens [B, N, K, C]; and the output tokens' reference boxes
+            [B, N, K, 4]: the anchors, then each layer's refinement (L + 1 entries). A layer reads the refinement
+            detached; the list keeps its gradient, so that a layer's box loss also trains the previous layer's box
+            update, as in DINO.
         """
         k = self.num_outputs
-        hidden_states, boxes = [], []
+        hidden_states, references = [], [reference_boxes[:, :, :k]]
         for layer, bbox_embed, values in zip(self.layers, self.bbox_embed, memory_values, strict=True):
             query_pos = self.ref_point_head(box_sine_embedding(reference_boxes, tgt.shape[-1] // 2))
             tgt = layer(tgt, query_pos, token_padding, reference_boxes, values, spatial_shapes)
             outputs = tgt[:, :, :k]
             refined = (bbox_embed(outputs) + inverse_sigmoid(reference_boxes[:, :, :k])).sigmoid()
             hidden_states.append(self.norm(outputs))
-            boxes.append(refined)
+            references.append(refined)
             # Only the output tokens move; the prompt tokens stay where the user put them.
             reference_boxes = torch.cat([refined.detach(), reference_boxes[:, :, k:]], dim=2)
-        return hidden_states, boxes
+        return hidden_states, references

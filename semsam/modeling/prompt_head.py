@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semsam.config import DecoderConfig
-from semsam.modeling.common import MLP, mask_logits_to_boxes
+from semsam.modeling.common import MLP, inverse_sigmoid, mask_logits_to_boxes
 from semsam.modeling.pixel_decoder import PixelFeatures
 from semsam.modeling.prompt_decoder import PromptDecoder
 
@@ -66,9 +66,12 @@ class PromptHead(nn.Module):
         self.iou_prediction_head = MLP(input_dim=dim, hidden_dim=dim, output_dim=1, num_layers=3)
         self.class_embed = nn.Parameter(torch.empty(dim, config.class_dim))
         self.class_embed_part = nn.Parameter(torch.empty(dim, config.class_dim))
-        self.lang_mapper = nn.Parameter(torch.empty(config.text_dim, config.class_dim))
+        # The official files' `lang_mapper` [class_dim, hidden_dim] is unused at inference there and here; it is
+        # kept so that they load strictly and convert without loss. Ours maps text embeddings to class_dim.
+        self.register_buffer("lang_mapper", torch.zeros(config.class_dim, dim))
+        self.text_projection = nn.Parameter(torch.empty(config.text_dim, config.class_dim))
         self.logit_scale = nn.Parameter(torch.ones(()))
-        for weight in (self.class_embed, self.class_embed_part, self.lang_mapper):
+        for weight in (self.class_embed, self.class_embed_part, self.text_projection):
             nn.init.trunc_normal_(weight, std=0.02)
 
     def build_queries(self, prompts: PromptBatch, features: PixelFeatures) -> tuple[Tensor, Tensor, Tensor]:
@@ -106,22 +109,23 @@ class PromptHead(nn.Module):
 
     def forward(self, features: PixelFeatures, prompts: PromptBatch, *, with_aux: bool) -> DecoderOutput:
         tgt, boxes, padding = self.build_queries(prompts, features)
-        hidden_states, layer_boxes = self.decoder(tgt, boxes, padding, features.memory_values,
-                                                  features.spatial_shapes)
+        hidden_states, references = self.decoder(tgt, boxes, padding, features.memory_values,
+                                                 features.spatial_shapes)
         layers = range(len(hidden_states)) if with_aux else [len(hidden_states) - 1]
-        predictions = [self._predict(hidden_states[i], layer_boxes[i], features.mask_features) for i in layers]
+        predictions = [self._predict(hidden_states[i], references[i], features.mask_features) for i in layers]
         final = predictions[-1]
         final.aux = predictions[:-1]
         return final
 
-    def _predict(self, hidden: Tensor, boxes: Tensor, mask_features: Tensor) -> DecoderOutput:
+    def _predict(self, hidden: Tensor, reference: Tensor, mask_features: Tensor) -> DecoderOutput:
+        """Heads on one layer's output tokens; `reference` is the anchor box that layer was given."""
         # The released weights expect the decoder's LayerNorm applied twice (decoder_norm is decoder.norm).
         hidden = self.decoder_norm(hidden)
         mask_logits = torch.einsum("bnkc,bchw->bnkhw", self.mask_embed(hidden), mask_features)
         return DecoderOutput(
             mask_logits=mask_logits,
             iou_scores=self.iou_prediction_head(hidden).squeeze(-1),
-            boxes=boxes,
+            boxes=(self._bbox_embed(hidden) + inverse_sigmoid(reference)).sigmoid(),
             object_embeddings=F.normalize(hidden @ self.class_embed, dim=-1),
             part_embeddings=F.normalize(hidden @ self.class_embed_part, dim=-1),
         )
@@ -132,5 +136,5 @@ class PromptHead(nn.Module):
         Returns:
             Logits [..., V].
         """
-        names = F.normalize(text_embeddings @ self.lang_mapper, dim=-1)
+        names = F.normalize(text_embeddings @ self.text_projection, dim=-1)
         return self.logit_scale.exp() * embeddings @ names.T

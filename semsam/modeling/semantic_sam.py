@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semsam.config import BackboneConfig, MobileNetV2Config, SemanticInfo, SemanticSamConfig
+from semsam.config import OFFICIAL_SHORT_SIDE, BackboneConfig, MobileNetV2Config, SemanticInfo, SemanticSamConfig
+from semsam.image import resize_long_side, resize_short_side
 from semsam.modeling.common import mask_logits_to_boxes
 from semsam.modeling.mobilenet_v2 import MobileNetV2Backbone
 from semsam.modeling.pixel_decoder import PixelDecoder, PixelFeatures
@@ -46,6 +47,12 @@ class SemanticSam(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    def resize_image(self, image: np.ndarray) -> np.ndarray:
+        """Resizes HxWx3 uint8 RGB to the model-input size as the weights were trained (`config.resize`)."""
+        if self.config.resize == "long_side":
+            return resize_long_side(image, self.config.image_size)
+        return resize_short_side(image, OFFICIAL_SHORT_SIDE)
+
     def preprocess(self, images: Tensor) -> Tensor:
         """Normalises [B, 3, H, W] RGB in 0..255 and pads bottom/right to a multiple of `size_divisibility`."""
         images = (images.float() - self.pixel_mean) / self.pixel_std
@@ -63,18 +70,23 @@ class SemanticSam(nn.Module):
         """The shape of a mask input (and of the low-resolution logits): the mask-feature grid."""
         return tuple(features.mask_features.shape[-2:])
 
-    def prompt_batch(self, prompts: Sequence, scale: tuple[float, float], features: PixelFeatures) -> PromptBatch:
-        """Converts validated prompts into anchor queries for one image.
+    def prompt_batch(
+        self, prompts: Sequence, *, original_size: tuple[int, int], input_size: tuple[int, int],
+        features: PixelFeatures,
+    ) -> PromptBatch:
+        """Converts validated prompts into anchor queries for one image, as the official demo does.
 
         Args:
             prompts: objects with `points` [P, 2], `labels` [P], `box` [4] or None, `mask_input` or None, all
-                numpy in original-image pixels.
-            scale: (x, y) factors from original-image pixels to model-input pixels.
+                numpy in original-image pixels; a click at (x, y) lies at x / W, y / H of the image.
+            original_size, input_size: (H, W) of the image and of the model input (resized, before padding).
         """
         device = self.device
         padded_h, padded_w = (4 * s for s in features.mask_features.shape[-2:])
-        to_unit = np.array([scale[0] / padded_w, scale[1] / padded_h], np.float32)
-        click = self.sem_seg_head.predictor.click_size
+        (height, width), (input_h, input_w) = original_size, input_size
+        to_unit = np.array([input_w / width / padded_w, input_h / height / padded_h], np.float32)
+        # A click's size is a fraction of the image, so its anchor shrinks with the padding.
+        click = self.sem_seg_head.predictor.click_size * np.array([input_w / padded_w, input_h / padded_h])
         anchors, is_box, extra = [], [], []
         for prompt in prompts:
             points, labels = prompt.points, prompt.labels
@@ -84,15 +96,14 @@ class SemanticSam(nn.Module):
                 is_box.append(True)
             elif (labels == 1).any():
                 first = int(np.argmax(labels == 1))
-                cx, cy = (points[first] + 0.5) * to_unit
-                anchors.append([cx, cy, click, click])
+                anchors.append([*(points[first] * to_unit), *click])
                 is_box.append(False)
                 keep = np.arange(len(points)) != first
                 points, labels = points[keep], labels[keep]
             else:
                 anchors.append(mask_logits_to_boxes(torch.from_numpy(prompt.mask_input)).tolist())
                 is_box.append(True)
-            extra.append(((points + 0.5) * to_unit, labels))
+            extra.append((points * to_unit, labels))
         count = max(len(p) for p, _ in extra)
         points = torch.zeros(1, len(prompts), count, 2)
         point_labels = torch.full((1, len(prompts), count), -1, dtype=torch.long)

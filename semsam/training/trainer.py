@@ -70,8 +70,8 @@ class Trainer:
                     print(f"decoders from {config.heads_checkpoint}; initialised afresh: {', '.join(fresh) or 'none'}")
         self.model.to(self.placement.device)
         self.image_size = config.image_size or self.model.config.image_size
-        # The exported model runs at the size it was trained at.
-        self.model.config = replace(self.model.config, image_size=self.image_size)
+        # The exported model runs at the size, and with the resizing, it was trained with.
+        self.model.config = replace(self.model.config, image_size=self.image_size, resize="long_side")
         self.datasets = [build_dataset(spec) for spec in config.datasets]
         weights = np.array([spec.weight for spec in config.datasets], dtype=np.float64)
         self.dataset_probs = weights / weights.sum()

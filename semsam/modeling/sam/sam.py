@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semsam.config import SamConfig, SemanticInfo
+from semsam.image import resize_long_side
 from semsam.modeling.sam.image_encoder import ImageEncoderViT
 from semsam.modeling.sam.mask_decoder import MaskDecoder
 from semsam.modeling.sam.prompt_encoder import PromptEncoder
@@ -54,6 +55,10 @@ class Sam(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    def resize_image(self, image: np.ndarray) -> np.ndarray:
+        """Resizes HxWx3 uint8 RGB so that its long side is `image_size`, as `SamPredictor` does."""
+        return resize_long_side(image, self.config.image_size)
+
     def preprocess(self, images: Tensor) -> Tensor:
         """Normalises [B, 3, H, W] RGB in 0..255 and zero-pads bottom/right to image_size x image_size."""
         images = (images.float() - self.pixel_mean) / self.pixel_std
@@ -68,15 +73,17 @@ class Sam(nn.Module):
         """The shape of a mask input (and of the low-resolution logits): 4x the embedding grid."""
         return self.prompt_encoder.mask_input_size
 
-    def prompt_batch(self, prompts: Sequence, scale: tuple[float, float], features: Tensor) -> SamPromptBatch:
+    def prompt_batch(
+        self, prompts: Sequence, *, original_size: tuple[int, int], input_size: tuple[int, int], features: Tensor
+    ) -> SamPromptBatch:
         """Converts validated prompts (numpy, original-image pixels) into model-input pixels.
 
         Args:
             prompts: objects with `points` [P, 2], `labels` [P], `box` [4] or None, `mask_input` or None.
-            scale: (x, y) factors from original-image pixels to model-input pixels.
+            original_size, input_size: (H, W) of the image and of the model input (resized, before padding).
         """
         device = self.device
-        xy = np.array(scale, np.float32)
+        xy = np.array([input_size[1] / original_size[1], input_size[0] / original_size[0]], np.float32)
 
         def tensor(array: np.ndarray | None) -> Tensor | None:
             return None if array is None else torch.as_tensor(array, dtype=torch.float32, device=device)
