@@ -46,7 +46,7 @@ class ModelSegmenter:
         self._points.append((click.x, click.y))
         self._labels.append(int(click.positive))
         single = self.single_mask_after_first and self._token is not None
-        prompt = Prompt(points=self._points, labels=self._labels, mask_input=self._logits)
+        prompt = Prompt(points=list(self._points), labels=list(self._labels), mask_input=self._logits)
         output = self.predictor.predict_low_res([prompt], multimask=not single)
         if self._token is None:
             self._token = int(output.scores[0].argmax())
