@@ -211,9 +211,11 @@ def test_eval_interactive_on_each_layout(tmp_path, capsys, checkpoint, kind):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--split", "val"], "without splits"),
     (["--max-clicks", "0"], "--max-clicks must be at least 1"),
+    (["--out", "{root}/img/a.jpg"], "is a file; the interactive protocol writes into a folder"),
 ])
 def test_eval_interactive_errors(tmp_path, capsys, extra, message):
     write_benchmark(tmp_path, "davis")
+    extra = [value.format(root=tmp_path) for value in extra]
     assert main(["eval", "interactive", "--dataset", "davis", "--root", str(tmp_path), *extra]) == 2
     assert message in capsys.readouterr().err
 

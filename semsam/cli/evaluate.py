@@ -143,6 +143,9 @@ def run_interactive(args: argparse.Namespace) -> int:
 
     if args.max_clicks < 1:
         raise ValueError(f"--max-clicks must be at least 1, got {args.max_clicks}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; the interactive protocol writes into a folder")
     if args.dataset in FOLDER_LAYOUTS:
         if args.split or args.dataset_option:
             raise ValueError(f"{args.dataset} is a folder layout without splits or options; "
@@ -169,10 +172,7 @@ def run_interactive(args: argparse.Namespace) -> int:
     detail = ("object_ids", "object_ious", "miou_per_click")
     brief = [{k: v for k, v in entry.items() if k not in detail} for entry in report["results"]]
     print(json.dumps({**report, "results": brief}, indent=2))
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file; the interactive protocol writes into a folder")
+    if out is not None:
         write_json_atomic(out / "interactive.json", report)
         plot_miou_per_click(results, out / "miou_per_click.png", title=" ".join(filter(None, (args.dataset, split))))
     return 0
