@@ -13,7 +13,8 @@ from helpers import BENCHMARK_OBJECT, rect, scene_image, write_benchmark, write_
 from semsam import SemanticInfo, save_checkpoint
 from semsam.cli.main import main
 from semsam.data.benchmarks import BenchmarkImage
-from semsam.evaluation.interactive import Click, evaluate_interactive, masked_iou, next_click, number_of_clicks
+from semsam.clicks import Click, corrective_click
+from semsam.evaluation.interactive import evaluate_interactive, masked_iou, number_of_clicks
 from semsam.evaluation.segmenters import GrabCutSegmenter, ModelSegmenter
 from semsam.predictor import Predictor
 
@@ -22,9 +23,9 @@ SIZE = (40, 60)
 
 def test_first_click_is_the_interior_most_pixel():
     square = rect(5, 10, 16, 21, SIZE)  # 11 x 11: its centre is the one pixel farthest from the boundary
-    assert next_click(np.zeros(SIZE, bool), square) == Click(x=15, y=10, positive=True)
+    assert corrective_click(np.zeros(SIZE, bool), square) == Click(row=10, col=15, positive=True)
     # The image border is a boundary too: a square against the left edge is clicked 6 pixels in, not at the edge.
-    assert next_click(np.zeros(SIZE, bool), rect(0, 0, 11, 11, SIZE)) == Click(x=5, y=5, positive=True)
+    assert corrective_click(np.zeros(SIZE, bool), rect(0, 0, 11, 11, SIZE)) == Click(row=5, col=5, positive=True)
 
 
 def test_corrective_click_goes_to_the_deeper_error_region():
@@ -32,20 +33,29 @@ def test_corrective_click_goes_to_the_deeper_error_region():
     missed = rect(20, 30, 27, 37, SIZE)  # 7 x 7 false negative, centre (33, 23), 4 pixels deep
     target = found | missed
     small_fp = rect(25, 5, 30, 10, SIZE)  # 5 x 5 false positive, 3 pixels deep
-    assert next_click(found | small_fp, target) == Click(x=33, y=23, positive=True)
+    assert corrective_click(found | small_fp, target) == Click(row=23, col=33, positive=True)
     big_fp = rect(25, 5, 34, 14, SIZE)  # 9 x 9 false positive, centre (9, 29), 5 pixels deep
-    assert next_click(found | big_fp, target) == Click(x=9, y=29, positive=False)
+    assert corrective_click(found | big_fp, target) == Click(row=29, col=9, positive=False)
     equal_fp = rect(25, 5, 32, 12, SIZE)  # as deep as the false negative: negative, as in RITM
-    assert next_click(found | equal_fp, target) == Click(x=8, y=28, positive=False)
+    assert corrective_click(found | equal_fp, target) == Click(row=28, col=8, positive=False)
 
 
 def test_ignored_pixels_are_no_errors_and_no_error_means_no_click():
     found = rect(5, 5, 16, 16, SIZE)
     missed = rect(20, 30, 27, 37, SIZE)
     small_fp = rect(25, 5, 30, 10, SIZE)
-    assert next_click(found | small_fp, found | missed, ignore=missed) == Click(x=7, y=27, positive=False)
-    assert next_click(found, found | missed, ignore=missed) is None
-    assert next_click(found, found) is None
+    assert corrective_click(found | small_fp, found | missed, ignore=missed) == Click(row=27, col=7, positive=False)
+    assert corrective_click(found, found | missed, ignore=missed) is None
+    assert corrective_click(found, found) is None
+
+
+def test_a_pixel_clicked_before_is_never_clicked_again():
+    target, missed = rect(5, 5, 16, 16, SIZE), rect(20, 30, 27, 37, SIZE)
+    clicked = np.zeros(SIZE, bool)
+    clicked[23, 33] = True  # the missed square's centre, 4 px deep; the first pixel 3 px deep comes next
+    assert corrective_click(target, target | missed, clicked=clicked) == Click(row=22, col=32, positive=True)
+    speck = rect(30, 50, 31, 51, SIZE)
+    assert corrective_click(target, target | speck, clicked=speck) is None
 
 
 def test_masked_iou_leaves_ignored_pixels_out():
@@ -98,9 +108,9 @@ def test_evaluation_has_known_noc_nof_and_miou():
     assert result.objects == 2 and result.images == 1 and result.object_ids == ["x#0", "x#1"]
     # The perfect answer at click 4 ends the object: click 5 is never made and its IoU stays 1.
     assert len(scripted.clicks) == 8
-    assert scripted.clicks[0] == next_click(np.zeros(SIZE, bool), target)
-    assert scripted.clicks[1] == next_click(half, target) and scripted.clicks[1].positive
-    assert scripted.clicks[3] == next_click(over, target) and not scripted.clicks[3].positive
+    assert scripted.clicks[0] == corrective_click(np.zeros(SIZE, bool), target)
+    assert scripted.clicks[1] == corrective_click(half, target) and scripted.clicks[1].positive
+    assert scripted.clicks[3] == corrective_click(over, target) and not scripted.clicks[3].positive
     assert result.object_ious[0] == pytest.approx([0.5, 0.9, 400 / 440, 1.0, 1.0])
     assert result.noc85 == 2 and result.noc90 == 2 and result.nof90 == 0
     assert result.miou_at_1 == 0.5 and result.miou_at_3 == pytest.approx(400 / 440) and result.miou_at_5 == 1.0
@@ -129,9 +139,10 @@ def run_model(model, clicks: int) -> tuple[SpyPredictor, list[np.ndarray]]:
     image = scene_image(BENCHMARK_OBJECT)
     segmenter.set_image(image)
     segmenter.start_object((16, 12, 44, 36))
-    masks = [segmenter.add_click(click) for click in
-             (Click(x=30, y=24, positive=True), Click(x=5, y=5, positive=False), Click(x=20, y=15, positive=True))]
-    return predictor, masks[:clicks]
+    clicks = (Click(row=24, col=30, positive=True), Click(row=5, col=5, positive=False),
+              Click(row=15, col=20, positive=True))
+    masks = [segmenter.add_click(click) for click in clicks]
+    return predictor, masks
 
 
 def test_semantic_sam_keeps_the_granularity_of_click_one(small_model):
@@ -173,7 +184,7 @@ def test_grabcut_finds_a_bright_object_from_its_box_and_clicks():
     assert result.miou_at_1 > 0.95
     # A box over the whole image leaves no outside to learn the background from; the frame stands in for it.
     grabcut.start_object((0, 0, BENCHMARK_OBJECT.shape[1], BENCHMARK_OBJECT.shape[0]))
-    mask = grabcut.add_click(Click(x=30, y=24, positive=True))
+    mask = grabcut.add_click(Click(row=24, col=30, positive=True))
     assert masked_iou(mask, BENCHMARK_OBJECT) > 0.9
 
 

@@ -2,8 +2,9 @@
 
 The protocol of RITM (Sofiiuk et al. 2022), used by SimpleClick, SAM and their successors: the first click is the
 object's interior-most pixel; each next click is the interior-most pixel of the error region that reaches deepest
-(distance to its boundary), positive on a false negative, negative on a false positive. Pixels a benchmark ignores
-(GrabCut's uncertain boundary) are neither errors nor counted in the IoU.
+(distance to its boundary), positive on a false negative, negative on a false positive, never on a pixel clicked
+before (`semsam.clicks.corrective_click`). Pixels a benchmark ignores (GrabCut's uncertain boundary) are neither
+errors nor counted in the IoU.
 """
 
 from __future__ import annotations
@@ -16,21 +17,12 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from semsam.clicks import Click, corrective_click
 from semsam.data.benchmarks import BenchmarkImage
 from semsam.data.records import mask_boxes
-from semsam.evaluation.click import boundary_distance
 
 NOC_THRESHOLDS = (0.85, 0.90)
 MIOU_CLICKS = (1, 3, 5)
-
-
-@dataclass(frozen=True)
-class Click:
-    """One simulated click at pixel (x, y); positive adds the pixel to the object, negative removes it."""
-
-    x: int
-    y: int
-    positive: bool
 
 
 class InteractiveSegmenter(Protocol):
@@ -85,30 +77,6 @@ def masked_iou(predicted: np.ndarray, target: np.ndarray, ignore: np.ndarray | N
     return np.count_nonzero(predicted & target) / union if union else 1.0
 
 
-def next_click(predicted: np.ndarray, target: np.ndarray, ignore: np.ndarray | None = None) -> Click | None:
-    """The corrective click for a prediction: at the interior-most pixel of the deeper error region.
-
-    Args:
-        predicted: [H, W] bool, the current mask (all False before the first click).
-        target: [H, W] bool, the object.
-        ignore: [H, W] bool, pixels that are never errors; None for none.
-
-    Returns:
-        A positive click on a false negative or a negative one on a false positive, whichever error region holds
-        the pixel farthest from its boundary (negative on a tie, as in RITM); None when there is no error.
-    """
-    valid = np.ones_like(target) if ignore is None else ~ignore
-    false_negative = boundary_distance(target & ~predicted & valid)
-    false_positive = boundary_distance(predicted & ~target & valid)
-    deepest_fn, deepest_fp = false_negative.max(), false_positive.max()
-    if deepest_fn == 0 and deepest_fp == 0:
-        return None
-    positive = bool(deepest_fn > deepest_fp)
-    distance = false_negative if positive else false_positive
-    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return Click(x=int(x), y=int(y), positive=positive)
-
-
 def number_of_clicks(ious: np.ndarray, threshold: float) -> np.ndarray:
     """Clicks each object needs to reach `threshold` IoU: for [N, K] IoUs after 1..K clicks, the first k with
     IoU >= threshold, or K when there is none."""
@@ -126,8 +94,9 @@ def evaluate_interactive(
 ) -> InteractiveResult:
     """Segments every object of every image with up to `max_clicks` simulated clicks.
 
-    Each image is prepared once for all its objects. An object segmented without error needs no more clicks: its
-    IoU (1) is carried to the remaining clicks. Objects with no pixel outside the ignored ones are skipped.
+    Each image is prepared once for all its objects. When no error pixel is left to click (none at all, or only
+    pixels clicked before), the object's last IoU is carried to the remaining clicks. Objects with no pixel outside
+    the ignored ones are skipped.
 
     Args:
         segmenter: the model under test (`ModelSegmenter`) or a baseline (`GrabCutSegmenter`).
@@ -160,13 +129,14 @@ def evaluate_interactive(
             if not (target if ignore is None else target & ~ignore).any():
                 continue
             segmenter.start_object(tuple(int(v) for v in boxes[m]))
-            predicted = np.zeros_like(target)
+            predicted, clicked = np.zeros_like(target), np.zeros_like(target)
             curve: list[float] = []
             while len(curve) < max_clicks:
-                click = next_click(predicted, target, ignore)
+                click = corrective_click(predicted, target, ignore=ignore, clicked=clicked)
                 if click is None:
                     curve += [curve[-1]] * (max_clicks - len(curve))
                     break
+                clicked[click.row, click.col] = True
                 start = time.perf_counter()
                 predicted = segmenter.add_click(click)
                 click_seconds += time.perf_counter() - start

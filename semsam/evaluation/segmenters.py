@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from semsam.evaluation.interactive import Click
+from semsam.clicks import Click
 from semsam.image import as_rgb_uint8
 from semsam.modeling.sam import Sam
 from semsam.predictor import Predictor, Prompt
@@ -43,7 +43,7 @@ class ModelSegmenter:
         self._points, self._labels, self._logits, self._token = [], [], None, None
 
     def add_click(self, click: Click) -> np.ndarray:
-        self._points.append((click.x, click.y))
+        self._points.append((click.col, click.row))
         self._labels.append(int(click.positive))
         single = self.single_mask_after_first and self._token is not None
         prompt = Prompt(points=list(self._points), labels=list(self._labels), mask_input=self._logits)
@@ -101,7 +101,7 @@ class GrabCutSegmenter:
     def add_click(self, click: Click) -> np.ndarray:
         cv2 = self.cv2
         seed = cv2.GC_FGD if click.positive else cv2.GC_BGD
-        cv2.circle(self._labels, (click.x, click.y), self.seed_radius, int(seed), thickness=-1)
+        cv2.circle(self._labels, (click.col, click.row), self.seed_radius, int(seed), thickness=-1)
         background, foreground = self._models
         cv2.grabCut(self._image, self._labels, None, background, foreground, self.iterations,
                     cv2.GC_INIT_WITH_MASK)
