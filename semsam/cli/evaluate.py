@@ -35,8 +35,9 @@ interactive: every object is segmented with up to --max-clicks simulated clicks 
 click is the object's interior-most pixel; each next one is the interior-most pixel of the deeper error
 region (positive on missed object, negative on false foreground), never a pixel clicked before. Each click
 is answered from all clicks so far with the previous low-resolution logits as mask prompt; the image is
-encoded once. The granularity is chosen at click 1 by the highest predicted IoU and kept (Semantic-SAM: the same of its 6 tokens; SAM: the
-best of its 3 masks at click 1, then its single-mask output, the one SAM returns for several prompts).
+encoded once. The granularity is chosen at click 1 by the highest predicted IoU and kept (Semantic-SAM:
+the same of its 6 outputs; SAM: the best of its 3 masks at click 1, then its single-mask output, the one
+SAM returns for several prompts).
 Reported per model: noc85/noc90 (mean clicks to reach 85%/90% IoU; never reached counts as max-clicks),
 nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, seconds_per_click (decoder),
 seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor.
