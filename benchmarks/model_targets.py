@@ -67,10 +67,14 @@ def main() -> None:
             metrics = evaluate_labels(Predictor(model), dataset(data, name, args.split), max_images=args.max_images)
             results[f"{name}_labels"] = asdict(metrics)
     if "interactive" not in args.skip:
-        from semsam.evaluation.interactive import evaluate_interactive, objects_from_dataset
+        from semsam.data.benchmarks import RecordBenchmark
+        from semsam.evaluation.interactive import evaluate_interactive
+        from semsam.evaluation.segmenters import ModelSegmenter
 
-        objects = objects_from_dataset(dataset(data, "coco_mval", args.split), max_images=args.max_images)
-        results["coco_mval_interactive"] = asdict(evaluate_interactive(Predictor(model), objects, max_clicks=20))
+        images = RecordBenchmark(dataset(data, "coco_mval", args.split))
+        result = evaluate_interactive(ModelSegmenter(Predictor(model)), images, max_clicks=20,
+                                      max_images=args.max_images)
+        results["coco_mval_interactive"] = asdict(result)
     print(json.dumps(results, indent=2))
     for figure, (target, higher) in TARGETS.items():
         section, key = figure.split(".")

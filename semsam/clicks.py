@@ -31,30 +31,44 @@ def interior_pixel(region: np.ndarray) -> tuple[int, int] | None:
     return row, col
 
 
-def corrective_click(prediction: np.ndarray, truth: np.ndarray) -> Click | None:
+def corrective_click(
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    *,
+    ignore: np.ndarray | None = None,
+    clicked: np.ndarray | None = None,
+) -> Click | None:
     """The next click: at the interior-most pixel of the larger error region.
 
     A false-negative region (object missed) gets a positive click, a false-positive region a negative one; the
-    larger region is the one whose interior-most pixel lies deeper, as in RITM's protocol (ties: positive).
+    larger region is the one whose interior-most pixel lies deeper, as in RITM's protocol (ties: negative).
 
     Args:
-        prediction: [H, W] bool, the current mask.
-        truth: [H, W] bool, the target mask.
+        prediction, truth: [H, W] bool.
+        ignore: [H, W] bool, pixels that are never errors (a benchmark's uncertain boundary band); None for none.
+        clicked: [H, W] bool, pixels clicked before, which RITM never clicks again; None for none.
 
     Returns:
-        The click, or None when the prediction is exact.
+        The click, or None when no error pixel is left to click (the prediction is exact).
     """
-    candidates = [(_deepest(region), positive)
-                  for region, positive in ((truth & ~prediction, True), (prediction & ~truth, False)) if region.any()]
-    if not candidates:
-        return None
-    (_, row, col), positive = max(candidates, key=lambda candidate: candidate[0][0])
-    return Click(row, col, positive)
+    best: tuple[float, int, int, bool] | None = None
+    for region, positive in ((truth & ~prediction, True), (prediction & ~truth, False)):
+        if ignore is not None:
+            region = region & ~ignore
+        if not region.any():
+            continue
+        depth, row, col = _deepest(region, clicked)
+        if depth > 0 and (best is None or depth >= best[0]):
+            best = (depth, row, col, positive)
+    return None if best is None else Click(*best[1:])
 
 
-def _deepest(region: np.ndarray) -> tuple[float, int, int]:
-    """Distance to the boundary, row and column of a non-empty region's interior-most pixel."""
+def _deepest(region: np.ndarray, excluded: np.ndarray | None = None) -> tuple[float, int, int]:
+    """Distance to the boundary, row and column of a non-empty region's interior-most pixel (the first in raster
+    order), leaving out `excluded` pixels (depth 0 when all are)."""
     distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    if excluded is not None:
+        distance[excluded] = 0
     index = int(np.argmax(distance))
     row, col = np.unravel_index(index, region.shape)
     return float(distance.flat[index]), int(row), int(col)

@@ -162,11 +162,12 @@ class Predictor:
         return results
 
     @torch.inference_mode()
-    def predict_low_res(self, prompts: Sequence[Prompt]) -> LowResPrediction:
+    def predict_low_res(self, prompts: Sequence[Prompt], *, multimask: bool = True) -> LowResPrediction:
         """Like `predict_batch`, but stops before upsampling, so that callers can reject masks cheaply first.
 
         Args:
             prompts: independent prompts on the current image; each result is as if asked alone.
+            multimask: K masks per prompt, else one (as in `predict`).
 
         Returns:
             Low-resolution logits, predicted IoUs and labels of all K masks per prompt.
@@ -178,7 +179,7 @@ class Predictor:
         logits, scores, labels = [], [], []
         for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
             chunk = [self._validate(p) for p in prompts[start : start + MAX_PROMPTS_PER_PASS]]
-            output = self._decode(chunk, multimask=True)
+            output = self._decode(chunk, multimask=multimask)
             logits.append(output.mask_logits[0].float())
             scores.append(output.iou_scores[0].float())
             objects, parts = self._probabilities(output)

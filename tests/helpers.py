@@ -156,3 +156,44 @@ def write_sa1b(folder: Path, stem: str, masks: list[np.ndarray], suffix: str = "
 # The architecture of the previous default, semsam_tiny: a small Swin with the small models' decoders.
 SMALL_SWIN = SemanticSamConfig(backbone=SwinConfig(embed_dim=48, depths=(2, 2, 4, 1), num_heads=(2, 4, 8, 16)),
                                pixel_decoder=SMALL_PIXEL_DECODER, decoder=SMALL_DECODER, image_size=128)
+
+
+BENCHMARK_OBJECT = rect(12, 16, 36, 44)  # the one object of every benchmark fixture image
+
+
+def scene_image(mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A dark noisy image with `mask` painted in a bright colour, easy for colour models such as GrabCut."""
+    pixels = np.random.default_rng(seed).integers(0, 60, size=(*mask.shape, 3), dtype=np.uint8)
+    pixels[mask] = (230, 200, 40)
+    return pixels
+
+
+def write_benchmark(root: Path, kind: str) -> Path:
+    """Two images in a folder layout, each with `BENCHMARK_OBJECT` as its object mask; returns the image folder.
+
+    grabcut: data_GT/{a.jpg, b.bmp}, boundary_GT/{a, b}.bmp with 255 inside and a 128 band along the boundary.
+    berkeley: masks/{a, b}.png (0/255); the images lie in a separate folder, `root/../bsds`, with an extra c.jpg.
+    davis: img/{a, b}.jpg, gt/{a, b}.png palette masks (index 1 is the object).
+    """
+    values = np.where(BENCHMARK_OBJECT, 255, 0).astype(np.uint8)
+    if kind == "grabcut":
+        band = BENCHMARK_OBJECT ^ rect(14, 18, 34, 42)
+        values[band] = 128
+        folders, suffixes = ("data_GT", "boundary_GT"), ((".jpg", ".bmp"), (".bmp", ".bmp"))
+    elif kind == "berkeley":
+        folders, suffixes = ("../bsds", "masks"), ((".jpg", ".png"), (".jpg", ".png"))
+    else:
+        folders, suffixes = ("img", "gt"), ((".jpg", ".png"), (".jpg", ".png"))
+    image_dir, mask_dir = root / folders[0], root / folders[1]
+    image_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    for seed, (stem, (image_suffix, mask_suffix)) in enumerate(zip("ab", suffixes)):
+        Image.fromarray(scene_image(BENCHMARK_OBJECT, seed)).save(image_dir / f"{stem}{image_suffix}")
+        mask = Image.fromarray(values)
+        if kind == "davis":
+            mask = Image.fromarray((values > 0).astype(np.uint8), mode="P")
+            mask.putpalette([0, 0, 0, 128, 0, 0])
+        mask.save(mask_dir / f"{stem}{mask_suffix}")
+    if kind == "berkeley":
+        Image.fromarray(scene_image(BENCHMARK_OBJECT)).save(image_dir / "c.jpg")
+    return image_dir

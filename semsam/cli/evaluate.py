@@ -1,13 +1,19 @@
-"""`semsam eval click|labels`: 1-click mIoU and coverage, or label accuracy of clicked masks."""
+"""`semsam eval click|labels|interactive`: 1-click mIoU and coverage, label accuracy of clicked masks, or
+clicks to a target IoU with simulated corrective clicks."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-DESCRIPTION = """Evaluate a model on a dataset with one of two protocols.
+if TYPE_CHECKING:
+    from semsam.data.records import SegmentationDataset
+
+DESCRIPTION = """Evaluate a model on a dataset with one of three protocols.
 
 click: every segment covering >= 0.5% of its image (all annotators; near-duplicates with IoU > 0.95
 merged) is a target, clicked at its interior-most pixel. Reported:
@@ -25,30 +31,53 @@ the highest-scored mask (*_top1), and the chance levels (*_chance: always the mo
 *_uniform_chance: one over the number of names); null for a kind the data set does not name. Needs a model
 whose object/part heads were trained.
 
+interactive: every object is segmented with up to --max-clicks simulated clicks (RITM's protocol). The first
+click is the object's interior-most pixel; each next one is the interior-most pixel of the deeper error
+region (positive on missed object, negative on false foreground), never a pixel clicked before. Each click
+is answered from all clicks so far with the previous low-resolution logits as mask prompt; the image is
+encoded once. The granularity is chosen at click 1 by the highest predicted IoU and kept (Semantic-SAM:
+the same of its 6 outputs; SAM: the best of its 3 masks at click 1, then its single-mask output, the one
+SAM returns for several prompts).
+Reported per model: noc85/noc90 (mean clicks to reach 85%/90% IoU; never reached counts as max-clicks),
+nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, seconds_per_click (decoder),
+seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor.
+Datasets: the folder layouts grabcut (data_GT/, boundary_GT/; 128 = ignored boundary), berkeley (images/,
+masks/; --images for BSDS images kept elsewhere), davis (img/, gt/), or any data set `semsam train` reads,
+each instance mask one object. With --out DIR: DIR/interactive.json (with per-object IoUs) and
+DIR/miou_per_click.png. Needs the eval extra for --grabcut and the plot: pip install 'semsam[eval]'.
+
 examples:
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval click --dataset coco --root data/coco_mval --split val
   semsam eval labels --dataset coco --root data/camvid --split val
   semsam eval labels --dataset coco_parts --root data/ccp --split val
+  semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results
+  semsam eval interactive --dataset berkeley --root Berkeley --images BSDS500/images/test --max-clicks 20
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval labels --dataset synthetic_parts --dataset-option length=50 --checkpoint model.safetensors"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a model (1-click mIoU and coverage, or label accuracy)", description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "eval", help="evaluate a model (1-click mIoU and coverage, label accuracy, or NoC with corrective clicks)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("protocol", choices=["click", "labels"], help="evaluation protocol")
-    parser.add_argument("--dataset", required=True, help="dataset kind, e.g. bsds500 or synthetic_parts")
+    parser.add_argument("protocol", choices=["click", "labels", "interactive"], help="evaluation protocol")
+    parser.add_argument("--dataset", required=True,
+                        help="dataset kind, e.g. bsds500, coco or synthetic_parts; for interactive also grabcut, "
+                             "berkeley or davis")
     parser.add_argument("--root", default="", help="dataset folder (not needed for synthetic_parts)")
-    parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    parser.add_argument("--split", help="split to evaluate (default: val; the folder layouts have none)")
     parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra dataset argument as in a config's options table, e.g. length=100 (repeatable)")
     parser.add_argument("--model", help="registered model name (default: the checkpoint's own config)")
     parser.add_argument("--checkpoint", help="semsam checkpoint (default: the embedded model)")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images")
-    parser.add_argument("--out", help="also write the metrics as JSON to this file")
+    parser.add_argument("--max-clicks", type=int, default=20, help="interactive: clicks per object (default: 20)")
+    parser.add_argument("--images", help="interactive: the image folder of a folder layout, if not under --root")
+    parser.add_argument("--grabcut", action="store_true", help="interactive: also run OpenCV's GrabCut baseline")
+    parser.add_argument("--out", help="also write the metrics as JSON to this file (interactive: to this folder, "
+                                      "with the plot)")
     parser.set_defaults(func=run)
 
 
@@ -67,28 +96,84 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.max_images is not None and args.max_images <= 0:
+        raise ValueError(f"--max-images must be positive, got {args.max_images}")
+    if args.protocol == "interactive":
+        return run_interactive(args)
+    if args.images or args.grabcut:
+        raise ValueError("--images and --grabcut belong to the interactive protocol")
     from semsam.build import load_model
-    from semsam.data import build_dataset
     from semsam.evaluation.click import evaluate_clicks
     from semsam.evaluation.labels import evaluate_labels
     from semsam.io import write_json_atomic
     from semsam.predictor import Predictor
-    from semsam.training.config import DatasetSpec
 
-    if args.max_images is not None and args.max_images <= 0:
-        raise ValueError(f"--max-images must be positive, got {args.max_images}")
-    spec = DatasetSpec(kind=args.dataset, root=args.root, split=args.split,
-                       options=parse_options(args.dataset_option))
-    try:
-        dataset = build_dataset(spec)
-    except TypeError as error:
-        raise ValueError(f"--dataset-option does not fit dataset {args.dataset!r}: {error}") from None
+    dataset = open_dataset(args)
     model = load_model(args.model, checkpoint=args.checkpoint)
     evaluate = evaluate_clicks if args.protocol == "click" else evaluate_labels
     metrics = evaluate(Predictor(model), dataset, max_images=args.max_images)
-    report = {"protocol": args.protocol, "dataset": args.dataset, "split": args.split,
+    report = {"protocol": args.protocol, "dataset": args.dataset, "split": args.split or "val",
               "checkpoint": args.checkpoint or "embedded", **asdict(metrics)}
     print(json.dumps(report, indent=2))
     if args.out:
         write_json_atomic(args.out, report)
+    return 0
+
+
+def open_dataset(args: argparse.Namespace) -> SegmentationDataset:
+    """The training dataset that --dataset, --root, --split and --dataset-option name."""
+    from semsam.data import build_dataset
+    from semsam.training.config import DatasetSpec
+
+    spec = DatasetSpec(kind=args.dataset, root=args.root, split=args.split or "val",
+                       options=parse_options(args.dataset_option))
+    try:
+        return build_dataset(spec)
+    except TypeError as error:
+        raise ValueError(f"--dataset-option does not fit dataset {args.dataset!r}: {error}") from None
+
+
+def run_interactive(args: argparse.Namespace) -> int:
+    from semsam.build import load_model
+    from semsam.data.benchmarks import FOLDER_LAYOUTS, FolderBenchmark, RecordBenchmark
+    from semsam.evaluation.curves import plot_miou_per_click
+    from semsam.evaluation.interactive import evaluate_interactive
+    from semsam.evaluation.segmenters import GrabCutSegmenter, ModelSegmenter
+    from semsam.io import write_json_atomic
+    from semsam.predictor import Predictor
+
+    if args.max_clicks < 1:
+        raise ValueError(f"--max-clicks must be at least 1, got {args.max_clicks}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; the interactive protocol writes into a folder")
+    if args.dataset in FOLDER_LAYOUTS:
+        if args.split or args.dataset_option:
+            raise ValueError(f"{args.dataset} is a folder layout without splits or options; "
+                             "leave out --split and --dataset-option")
+        images = FolderBenchmark(root=args.root, layout=FOLDER_LAYOUTS[args.dataset], image_dir=args.images)
+    elif args.images:
+        raise ValueError(f"--images belongs to the folder layouts ({', '.join(FOLDER_LAYOUTS)}), not {args.dataset}")
+    else:
+        images = RecordBenchmark(open_dataset(args))
+    name = Path(args.checkpoint).stem if args.checkpoint else "embedded"
+    segmenters = [ModelSegmenter(Predictor(load_model(args.model, checkpoint=args.checkpoint)), name=name)]
+    if args.grabcut:
+        segmenters.append(GrabCutSegmenter())
+    results, walls = [], []
+    for segmenter in segmenters:
+        start = time.perf_counter()
+        results.append(evaluate_interactive(segmenter, images, max_clicks=args.max_clicks,
+                                            max_images=args.max_images))
+        walls.append(round(time.perf_counter() - start, 1))
+    split = None if args.dataset in FOLDER_LAYOUTS else args.split or "val"
+    report = {"protocol": "interactive", "dataset": args.dataset, "split": split,
+              "checkpoint": args.checkpoint or "embedded",
+              "results": [{**asdict(result), "wall_seconds": wall} for result, wall in zip(results, walls)]}
+    detail = ("object_ids", "object_ious", "miou_per_click")
+    brief = [{k: v for k, v in entry.items() if k not in detail} for entry in report["results"]]
+    print(json.dumps({**report, "results": brief}, indent=2))
+    if out is not None:
+        write_json_atomic(out / "interactive.json", report)
+        plot_miou_per_click(results, out / "miou_per_click.png", title=" ".join(filter(None, (args.dataset, split))))
     return 0

@@ -22,6 +22,7 @@ examples:
   semsam train configs/joint_mobilenet.toml --data-root ~/datasets
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
+  semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results
   semsam convert sam_vit_b sam_vit_b_01ec64.pth
   semsam everything photos/ --levels 1,3,6 --out annotations
   semsam serve --port 8000          (then open http://127.0.0.1:8000)
