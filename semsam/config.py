@@ -157,13 +157,15 @@ def check_config(config: ModelConfig) -> None:
     """Checks every value of a model config (e.g. one read from a checkpoint) before a model is built from it.
 
     Sizes, counts and layer indices must be whole numbers in [1, MAX_CONFIG_INT] ([0, ...] for indices), other
-    numbers finite, and `pixel_std` and ratios positive.
+    numbers finite, and `pixel_std` and ratios positive; named choices (`resize`) are checked by their dataclass.
 
     Raises:
         ValueError: naming the field, its value and what it must be.
     """
     for name, value in _leaves(config):
         field_name = name.rsplit(".", 1)[-1]
+        if field_name in CHOICE_FIELDS:
+            continue
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
             raise ValueError(f"model config {name} = {value!r} must be numbers")
@@ -178,6 +180,8 @@ def check_config(config: ModelConfig) -> None:
             raise ValueError(f"model config {name} = {value!r} must be positive")
 
 
+# Fields that name a choice, validated when their dataclass is built.
+CHOICE_FIELDS = ("resize",)
 # Fields whose values are real numbers, even when written as whole ones.
 FLOAT_FIELDS = ("mlp_ratio", "click_size", "pixel_mean", "pixel_std", "width_multiplier")
 

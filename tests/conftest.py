@@ -1,16 +1,17 @@
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from semsam import MODEL_CONFIGS, SemanticSam
+from semsam import SemanticSam
+
+from helpers import SMALL_SWIN
 
 
 @pytest.fixture(scope="session")
 def small_config():
-    """The default architecture at a small input size, so tests run fast on 2 cores."""
-    return replace(MODEL_CONFIGS["semsam_mobilenet"], image_size=128)
+    """A small Swin model (the previous default's architecture) at a small input size, so tests run fast."""
+    return SMALL_SWIN
 
 
 @pytest.fixture(scope="session")

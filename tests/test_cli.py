@@ -27,16 +27,17 @@ def small_checkpoint(tmp_path_factory, small_model, small_config) -> Path:
     return path
 
 
-def check_outputs(out: Path, image_size: tuple[int, int]) -> dict:
+def check_outputs(out: Path, image_size: tuple[int, int], labelled: bool = False) -> dict:
     result = json.loads((out / "result.json").read_text())
     assert result["image_size"] == list(image_size)
-    assert len(result["masks"]) == 6 and result["labels_available"] is False
+    assert len(result["masks"]) == 6 and result["labels_available"] is labelled
     assert Image.open(out / "overlay.png").size[0] > image_size[1]
     areas = []
     for entry in result["masks"]:
         png = np.asarray(Image.open(out / f"mask_level{entry['level']}.png")) > 0
         assert np.array_equal(rle_to_mask(entry["segmentation"]), png)
-        assert entry["area"] == int(png.sum()) and entry["label"] is None
+        assert entry["area"] == int(png.sum())
+        assert (entry["label"]["object"] and entry["label"]["part"]) if labelled else entry["label"] is None
         areas.append(entry["area"])
     assert areas == sorted(areas)
     return result
@@ -44,10 +45,10 @@ def check_outputs(out: Path, image_size: tuple[int, int]) -> dict:
 
 def test_main_job_on_the_embedded_model(tmp_path, capsys):
     assert main(["segment", str(EXAMPLE), "--point", "170,385", "--out", str(tmp_path)]) == 0
-    result = check_outputs(tmp_path, (512, 512))
+    result = check_outputs(tmp_path, (512, 512), labelled=True)
     assert result["prompts"] == {"points": [[170.0, 385.0]], "labels": [1], "box": None}
     printed = capsys.readouterr().out
-    assert "classification heads were not trained" in printed and "overlay.png" in printed
+    assert "label" in printed and "person" in printed and "overlay.png" in printed
 
 
 def test_clicks_negatives_box_and_vocabulary(tmp_path, small_checkpoint, capsys):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from semsam import MODEL_CONFIGS, load_model
+from semsam import MODEL_CONFIGS, Predictor, load_model, read_image
 from semsam.build import build_model, load_backbone, model_from_config
 from semsam.checkpoint import CheckpointError, save_checkpoint
 from semsam.config import MobileNetV2Config, SemanticSamConfig, SwinConfig
@@ -147,3 +147,14 @@ def test_decoders_transfer_from_a_swin_checkpoint_except_the_feature_projections
                  "sem_seg_head.predictor.bbox_embed.0.layers.0.weight", "sem_seg_head.pixel_decoder.mask_features.weight"):
         assert torch.equal(state[name], donor_state[name]), name
     assert not torch.equal(state[fresh[0]][:, :1], donor_state[fresh[0]][:, :1])
+
+
+def test_the_embedded_default_labels_a_real_photo_with_its_trained_heads():
+    model = load_model()
+    assert model.semantic.trained and "person" in model.semantic.objects and "hair" in model.semantic.parts
+    predictor = Predictor(model)
+    predictor.set_image(read_image(Path(__file__).resolve().parents[1] / "semsam" / "assets" / "example.jpg"))
+    hair = predictor.predict(points=[(220, 40)]).labels  # the astronaut's hair
+    assert hair[0].part == "hair" and hair[-1].object == "person"
+    face = predictor.predict(points=[(225, 120)]).labels
+    assert any(label.object == "person" and label.part == "skin" for label in face)
