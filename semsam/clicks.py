@@ -44,7 +44,8 @@ def corrective_click(
     larger region is the one whose interior-most pixel lies deeper, as in RITM's protocol (ties: negative).
 
     Args:
-        prediction, truth: [H, W] bool.
+        prediction: [H, W] bool, the current mask.
+        truth: [H, W] bool, the target mask.
         ignore: [H, W] bool, pixels that are never errors (a benchmark's uncertain boundary band); None for none.
         clicked: [H, W] bool, pixels clicked before, which RITM never clicks again; None for none.
 

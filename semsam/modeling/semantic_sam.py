@@ -79,7 +79,8 @@ class SemanticSam(nn.Module):
         Args:
             prompts: objects with `points` [P, 2], `labels` [P], `box` [4] or None, `mask_input` or None, all
                 numpy in original-image pixels; a click at (x, y) lies at x / W, y / H of the image.
-            original_size, input_size: (H, W) of the image and of the model input (resized, before padding).
+            original_size: (H, W) of the image.
+            input_size: (H, W) of the model input (resized, before padding).
         """
         device = self.device
         padded_h, padded_w = (4 * s for s in features.mask_features.shape[-2:])
