@@ -38,6 +38,15 @@ def single_targets(targets: PromptTargets, generator: torch.Generator) -> tuple[
     return narrowed, has_target
 
 
+def feed_back_best(prompts: PromptBatch, output: DecoderOutput) -> PromptBatch:
+    """The prompts with each one's highest-scored predicted mask as its mask input, as a user would refine."""
+    best = output.iou_scores.argmax(-1)
+    index = best[..., None, None, None].expand(-1, -1, 1, *output.mask_logits.shape[-2:])
+    logits = output.mask_logits.gather(2, index).squeeze(2).float()
+    valid = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
+    return replace(prompts, mask_inputs=logits, mask_valid=valid)
+
+
 def add_corrective_clicks(
     prompts: PromptBatch, output: DecoderOutput, truth: Tensor, has_target: Tensor
 ) -> PromptBatch:
@@ -53,10 +62,8 @@ def add_corrective_clicks(
     Returns:
         The prompts with their mask inputs set and one more click slot.
     """
-    best = output.iou_scores.argmax(-1)
-    index = best[..., None, None, None].expand(-1, -1, 1, *output.mask_logits.shape[-2:])
-    logits = output.mask_logits.gather(2, index).squeeze(2).float()
-    predicted = (logits > 0).cpu().numpy()
+    prompts = feed_back_best(prompts, output)
+    predicted = (prompts.mask_inputs > 0).cpu().numpy()
     wanted, active = truth.cpu().numpy(), has_target.cpu().numpy()
     height, width = predicted.shape[-2:]
     batch, count = predicted.shape[:2]
@@ -72,6 +79,4 @@ def add_corrective_clicks(
         prompts,
         points=torch.cat([prompts.points, torch.from_numpy(clicks)[:, :, None].to(device)], 2),
         point_labels=torch.cat([prompts.point_labels, torch.from_numpy(labels)[:, :, None].to(device)], 2),
-        mask_inputs=logits,
-        mask_valid=torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device),
     )

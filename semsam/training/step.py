@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from semsam.data.prompts import PromptTargets
 from semsam.modeling import DecoderOutput, PromptBatch, SemanticSam
-from semsam.training.corrections import add_corrective_clicks, single_targets
+from semsam.training.corrections import add_corrective_clicks, feed_back_best, single_targets
 from semsam.training.losses import MultiChoiceLoss, downsample_masks
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -131,8 +131,4 @@ class TrainingForward(nn.Module):
         """Feeds each prompt's highest-scored earlier prediction back as a mask input, as a user would."""
         with torch.no_grad():
             first: DecoderOutput = self.model.decode(features, prompts)
-        best = first.iou_scores.argmax(-1)
-        index = best[..., None, None, None].expand(-1, -1, 1, *first.mask_logits.shape[-2:])
-        logits = first.mask_logits.gather(2, index).squeeze(2).float()
-        valid = torch.ones(logits.shape[:2], dtype=torch.bool, device=logits.device)
-        return replace(prompts, mask_inputs=logits, mask_valid=valid)
+        return feed_back_best(prompts, first)
