@@ -62,6 +62,8 @@ class Prediction:
     logits: np.ndarray  # float32 [K, h, w], accepted back as a mask input
     boxes: np.ndarray  # float32 [K, 4], x0, y0, x1, y1 of each mask in pixels
     labels: list[MaskLabel] | None  # None when the model's classification heads were never trained
+    # Object [K, objects] and part [K, parts] probabilities over `Predictor.vocabulary`; None without trained heads.
+    label_probabilities: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -74,6 +76,8 @@ class LowResPrediction:
     logits: torch.Tensor  # float [N, K, h, w], low-resolution logits over the padded model input
     scores: torch.Tensor  # float [N, K], predicted IoU
     labels: list[list[MaskLabel]] | None  # N lists of K labels; None when the heads were never trained
+    # Object [N, K, objects] and part [N, K, parts] probabilities; None when the heads were never trained.
+    label_probabilities: tuple[torch.Tensor, torch.Tensor] | None
     valid_size: tuple[int, int]  # (h, w) of the top-left part of `logits` that covers the image; the rest is padding
 
 
@@ -115,6 +119,12 @@ class Predictor:
     def labels_available(self) -> bool:
         """Whether masks get labels: only when the model's classification heads were trained."""
         return self.model.semantic.trained
+
+    @property
+    def vocabulary(self) -> tuple[list[str], list[str]]:
+        """The object and part names that masks are labelled with."""
+        objects, parts = self._vocabulary
+        return list(objects), list(parts)
 
     def set_vocabulary(self, *, objects: str | Sequence[str] | None, parts: str | Sequence[str] | None) -> None:
         """Sets the object and part names that masks are labelled with (embedded when first used, cached on disk)."""
@@ -176,7 +186,7 @@ class Predictor:
             raise RuntimeError("call set_image(image) before predicting")
         if len(prompts) == 0:
             raise ValueError("predict_low_res needs at least one prompt")
-        logits, scores, labels = [], [], []
+        logits, scores, labels, object_probs, part_probs = [], [], [], [], []
         for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
             chunk = [self._validate(p) for p in prompts[start : start + MAX_PROMPTS_PER_PASS]]
             output = self._decode(chunk, multimask=multimask)
@@ -186,9 +196,13 @@ class Predictor:
             if objects is not None:
                 order = list(range(objects.shape[1]))
                 labels.extend(self._mask_labels((objects[i], parts[i]), order) for i in range(len(chunk)))
+                object_probs.append(objects.float())
+                part_probs.append(parts.float())
         input_h, input_w = self._input_size
+        trained = self.labels_available
         return LowResPrediction(logits=torch.cat(logits), scores=torch.cat(scores),
-                                labels=labels if self.labels_available else None,
+                                labels=labels if trained else None,
+                                label_probabilities=(torch.cat(object_probs), torch.cat(part_probs)) if trained else None,
                                 valid_size=(math.ceil(input_h / 4), math.ceil(input_w / 4)))
 
     @torch.inference_mode()
@@ -308,9 +322,12 @@ class Predictor:
         order = torch.argsort(masks.flatten(1).sum(1), stable=True)
         masks, logits, scores = masks[order], logits[order], scores[order]
         labels = None if probabilities is None else self._mask_labels(probabilities, order.tolist())
+        sorted_probabilities = (None if probabilities is None
+                                else tuple(p[order].float().cpu().numpy() for p in probabilities))
         masks_np = masks.cpu().numpy()
         return Prediction(masks=masks_np, scores=scores.float().cpu().numpy(), logits=logits.float().cpu().numpy(),
-                          boxes=mask_boxes(masks_np).astype(np.float32), labels=labels)
+                          boxes=mask_boxes(masks_np).astype(np.float32), labels=labels,
+                          label_probabilities=sorted_probabilities)
 
     def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._text_embeddings is None:

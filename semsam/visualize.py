@@ -69,6 +69,7 @@ def granularity_panels(
     point_labels: Sequence[int] | None = None,
     box: Sequence[float] | None = None,
     panel_size: int = 512,
+    titles: Sequence[str] | None = None,
 ) -> Image.Image:
     """Draws every granularity level side by side (two rows when there are more than three).
 
@@ -81,6 +82,7 @@ def granularity_panels(
         point_labels: 1 (positive) or 0 (negative) per point; all positive when omitted.
         box: prompt box (x0, y0, x1, y1) in image pixels.
         panel_size: length in pixels of each panel's longer side.
+        titles: one caption title per mask instead of "level i · IoU · share of image".
 
     Returns:
         The RGB figure.
@@ -92,10 +94,9 @@ def granularity_panels(
     count = masks.shape[0]
     if count == 0:
         raise ValueError("granularity_panels needs at least one mask")
-    if len(scores) != count or (labels is not None and len(labels) != count):
-        raise ValueError(
-            f"got {count} masks but {len(scores)} scores and {len(labels or [])} labels; pass one of each per mask"
-        )
+    if len(scores) != count or (labels is not None and len(labels) != count) or (titles and len(titles) != count):
+        raise ValueError(f"got {count} masks but {len(scores)} scores, {len(labels or [])} labels and "
+                         f"{len(titles or [])} titles; pass one of each per mask (labels and titles may be None)")
     points = list(points or [])
     point_labels = [1] * len(points) if point_labels is None else list(point_labels)
     if len(point_labels) != len(points):
@@ -116,7 +117,8 @@ def granularity_panels(
         small = np.asarray(Image.fromarray(masks[level]).resize((width, height), Image.Resampling.NEAREST))
         panel = Image.fromarray(mask_overlay(base, small, colour, alpha=0.5, outline=max(1, panel_size // 200)))
         _draw_prompts(panel, points, point_labels, box, scale)
-        lines = [_level_title(level, count, float(scores[level]), float(masks[level].mean()))]
+        lines = [titles[level] if titles else _level_title(level, count, float(scores[level]),
+                                                           float(masks[level].mean()))]
         if labels is not None:
             lines.append(_label_text(labels[level]))
         row, column = divmod(level, columns)

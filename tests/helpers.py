@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 from PIL import Image
 
-from semsam.config import SMALL_DECODER, SMALL_PIXEL_DECODER, SemanticSamConfig, SwinConfig
+from semsam.config import (
+    MODEL_CONFIGS, SMALL_DECODER, SMALL_PIXEL_DECODER, TEXT_DIM_MINILM, DecoderConfig, PixelDecoderConfig,
+    SemanticSamConfig, SwinConfig,
+)
 from semsam.io import mask_to_rle
 
 HEIGHT, WIDTH = 48, 64
@@ -197,3 +201,29 @@ def write_benchmark(root: Path, kind: str) -> Path:
     if kind == "berkeley":
         Image.fromarray(scene_image(BENCHMARK_OBJECT)).save(image_dir / "c.jpg")
     return image_dir
+
+
+def synthetic_config(tmp_path: Path, *, steps: int, image_size: int = 64, length: int = 50, **extra: object) -> Path:
+    """A config training semsam_mobilenet on `length` synthetic scenes; `extra` keys override the defaults."""
+    settings = {
+        "model": "semsam_mobilenet", "output_dir": str(tmp_path / "run"), "steps": steps, "batch_size": 2,
+        "prompts_per_image": 8, "image_size": image_size, "num_points": 128, "warmup_steps": 2,
+        "checkpoint_every": 100, "log_every": 1, "scale_range": [0.9, 1.1], **extra,
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()] + [
+        "[[datasets]]", 'kind = "synthetic_parts"', 'root = ""',
+        f"options = {{ length = {length}, image_size = {image_size} }}",
+    ]
+    path = tmp_path / "train.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MICRO = replace(
+    MODEL_CONFIGS["semsam_mobilenet"],
+    backbone=SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4),
+    pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_layers=1, num_heads=4, num_points=4, ffn_dim=128,
+                                     num_groups=32),
+    decoder=DecoderConfig(hidden_dim=64, num_layers=2, num_heads=4, num_points=4, ffn_dim=128, class_dim=64,
+                          text_dim=TEXT_DIM_MINILM),
+)

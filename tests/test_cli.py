@@ -66,7 +66,7 @@ def test_clicks_negatives_box_and_vocabulary(tmp_path, small_checkpoint, capsys)
         (["--point", "12"], "expected 2 comma-separated numbers"),
         (["--box", "1,2,3"], "expected 4"),
         (["--point", "nan,5"], "must be finite"),
-        (["--negative", "5,5"], "at least one --point or a --box"),
+        (["--negative", "5,5"], "at least one --point, a --box or a --text"),
         (["--point", "900,5"], "outside the 512x512 image"),
         (["--point", "5,5", "--model", "nope"], "unknown model 'nope'"),
         (["--point", "5,5", "--objects", "a,,b"], "contains an empty name"),

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from semsam import Predictor, load_model
-from semsam.config import MODEL_CONFIGS, TEXT_DIM_MINILM, DecoderConfig, PixelDecoderConfig, SwinConfig
 from semsam.data import SegmentationDataset, SegmentationRecord
 from semsam.data.synthetic import OBJECT_NAMES, PART_NAMES, SyntheticPartsDataset
 from semsam.evaluation.labels import evaluate_labels
 from semsam.training.config import load_train_config
-from semsam.training.trainer import Trainer, train
+from semsam.training.trainer import Trainer
 from semsam.training.vocabulary import Vocabulary
+
+from helpers import synthetic_config
 
 
 class Named(SegmentationDataset):
@@ -45,22 +45,6 @@ def test_vocabulary_joins_names_and_remaps_ids():
         vocabulary.remap(record([2], None), 2)
 
 
-def synthetic_config(tmp_path: Path, *, steps: int, image_size: int = 64, length: int = 50, **extra: object) -> Path:
-    """A config training semsam_mobilenet on `length` synthetic scenes; `extra` keys override the defaults."""
-    settings = {
-        "model": "semsam_mobilenet", "output_dir": str(tmp_path / "run"), "steps": steps, "batch_size": 2,
-        "prompts_per_image": 8, "image_size": image_size, "num_points": 128, "warmup_steps": 2,
-        "checkpoint_every": 100, "log_every": 1, "scale_range": [0.9, 1.1], **extra,
-    }
-    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()] + [
-        "[[datasets]]", 'kind = "synthetic_parts"', 'root = ""',
-        f"options = {{ length = {length}, image_size = {image_size} }}",
-    ]
-    path = tmp_path / "train.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def test_labelled_data_trains_the_class_heads_and_the_checkpoint_labels_masks(tmp_path):
     config = load_train_config(synthetic_config(tmp_path, steps=2))
     trainer = Trainer(config=config)
@@ -79,26 +63,10 @@ def test_labelled_data_trains_the_class_heads_and_the_checkpoint_labels_masks(tm
     assert labels is not None and {label.object for label in labels} <= set(OBJECT_NAMES)
 
 
-MICRO = replace(
-    MODEL_CONFIGS["semsam_mobilenet"],
-    backbone=SwinConfig(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4),
-    pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_layers=1, num_heads=4, num_points=4, ffn_dim=128,
-                                     num_groups=32),
-    decoder=DecoderConfig(hidden_dim=64, num_layers=2, num_heads=4, num_points=4, ffn_dim=128, class_dim=64,
-                          text_dim=TEXT_DIM_MINILM),
-)
-
-
-def test_a_small_model_learns_object_and_part_names_far_above_chance(tmp_path, monkeypatch):
-    """300 steps of a micro model on 400 scenes at 64 px (about 35 CPU seconds), judged on 30 held-out scenes."""
-    monkeypatch.setitem(MODEL_CONFIGS, "micro", MICRO)
-    config = load_train_config(synthetic_config(
-        tmp_path, steps=300, length=400, model="micro", prompts_per_image=16, lr=2e-3, warmup_steps=10,
-        mask_prompt_prob=0.0, log_every=50,
-    ))
-    model = train(config)
+def test_a_small_model_learns_object_and_part_names_far_above_chance(micro_labelled_model):
+    """The micro model (conftest: 300 steps on 400 synthetic scenes at 64 px), judged on 30 held-out scenes."""
     held_out = SyntheticPartsDataset(split="val", length=30, image_size=64)
-    metrics = evaluate_labels(Predictor(model), held_out, progress=False)
+    metrics = evaluate_labels(Predictor(micro_labelled_model), held_out, progress=False)
     assert metrics.object_targets > 50 and metrics.part_targets > 150
     assert metrics.object_accuracy >= 2 * metrics.object_chance, metrics
     assert metrics.part_accuracy >= 2 * metrics.part_chance, metrics

@@ -1,6 +1,11 @@
-"""Automatic mask generation ("segment everything") at chosen granularity levels, with a whole/part tree."""
+"""Automatic mask generation ("segment everything") at chosen granularity levels, with a whole/part tree, and
+text prompts over its masks."""
 
 from semsam.automatic.generator import MaskGenerator
 from semsam.automatic.hierarchy import CONTAINMENT_THRESHOLD, GeneratedMask, level_label_maps, link_tree
+from semsam.automatic.text_prompt import TextMatch, TextPrompter, TextResult, parse_text_prompt
 
-__all__ = ["CONTAINMENT_THRESHOLD", "GeneratedMask", "MaskGenerator", "level_label_maps", "link_tree"]
+__all__ = [
+    "CONTAINMENT_THRESHOLD", "GeneratedMask", "MaskGenerator", "TextMatch", "TextPrompter", "TextResult", "level_label_maps",
+    "link_tree", "parse_text_prompt",
+]

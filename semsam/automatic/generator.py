@@ -39,6 +39,7 @@ class _Candidates:
     points: torch.Tensor  # [M, 2] prompt (x, y) in original pixels
     crop_boxes: torch.Tensor  # [M, 4] x0, y0, x1, y1
     labels: list[MaskLabel | None]
+    label_probabilities: list[tuple[np.ndarray, np.ndarray] | None]  # object and part probabilities per mask
 
     def select(self, index: torch.Tensor) -> _Candidates:
         keep = index.tolist()
@@ -46,6 +47,7 @@ class _Candidates:
             rles=[self.rles[i] for i in keep], boxes=self.boxes[index], areas=self.areas[index],
             scores=self.scores[index], stability=self.stability[index], levels=self.levels[index],
             points=self.points[index], crop_boxes=self.crop_boxes[index], labels=[self.labels[i] for i in keep],
+            label_probabilities=[self.label_probabilities[i] for i in keep],
         )
 
     @staticmethod
@@ -56,6 +58,7 @@ class _Candidates:
             stability=torch.cat([p.stability for p in parts]), levels=torch.cat([p.levels for p in parts]),
             points=torch.cat([p.points for p in parts]), crop_boxes=torch.cat([p.crop_boxes for p in parts]),
             labels=[label for p in parts for label in p.labels],
+            label_probabilities=[probabilities for p in parts for probabilities in p.label_probabilities],
         )
 
 
@@ -278,14 +281,18 @@ class MaskGenerator:
         keep = ((stability >= self.stability_score_thresh) & (boxes[:, 2] > boxes[:, 0])
                 & ~_near_crop_edge(boxes, box, image_size))
         prompt_index, tokens = prompt_index[keep], tokens[keep]
-        pairs = zip(prompt_index.tolist(), tokens.tolist())
+        pairs = list(zip(prompt_index.tolist(), tokens.tolist()))
         labels = [None if low.labels is None else low.labels[p][t] for p, t in pairs]
+        probabilities = low.label_probabilities
+        label_probabilities = [None if probabilities is None else (probabilities[0][p, t].numpy(),
+                                                                   probabilities[1][p, t].numpy()) for p, t in pairs]
         kept = int(keep.sum())
         found = _Candidates(
             rles=[None] * kept, boxes=boxes[keep], areas=torch.zeros(kept, dtype=torch.int64), scores=scores[keep],
             stability=stability[keep], levels=level[keep],
             points=torch.from_numpy(points)[prompt_index] + offset[:2],
             crop_boxes=offset.new_tensor(box)[None].expand(kept, 4), labels=labels,
+            label_probabilities=label_probabilities,
         )
         return found, logits[keep]
 
@@ -318,6 +325,7 @@ class MaskGenerator:
                 bbox=(x0, y0, x1 - x0, y1 - y0), predicted_iou=float(found.scores[i]),
                 stability_score=float(found.stability[i]), point_coords=tuple(found.points[i].tolist()),
                 crop_box=(cx0, cy0, cx1 - cx0, cy1 - cy0), label=found.labels[i],
+                label_probabilities=found.label_probabilities[i],
             ))
         link_tree(results, [m.segmentation for m in results], self.containment_threshold)
         if self.output_mode == "binary_mask":

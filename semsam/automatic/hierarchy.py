@@ -37,6 +37,8 @@ class GeneratedMask:
     point_coords: tuple[float, float]
     crop_box: tuple[int, int, int, int]
     label: MaskLabel | None = None
+    # Object and part probabilities over the labelling vocabulary (not written to files).
+    label_probabilities: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     parent: int | None = None
     children: list[int] = field(default_factory=list)
 

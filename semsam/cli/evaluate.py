@@ -1,5 +1,5 @@
-"""`semsam eval click|labels|interactive`: 1-click mIoU and coverage, label accuracy of clicked masks, or
-clicks to a target IoU with simulated corrective clicks."""
+"""`semsam eval click|labels|interactive|text`: 1-click mIoU and coverage, label accuracy of clicked masks,
+clicks to a target IoU with simulated corrective clicks, or text-to-mask."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
+    from semsam.automatic.text_prompt import TextPrompter
     from semsam.data.records import SegmentationDataset
 
-DESCRIPTION = """Evaluate a model on a dataset with one of three protocols.
+DESCRIPTION = """Evaluate a model on a dataset with one of four protocols.
 
 click: every segment covering >= 0.5% of its image (all annotators; near-duplicates with IoU > 0.95
 merged) is a target, clicked at its interior-most pixel. Reported:
@@ -46,6 +49,13 @@ masks/; --images for BSDS images kept elsewhere), davis (img/, gt/), or any data
 each instance mask one object. With --out DIR: DIR/interactive.json (with per-object IoUs) and
 DIR/miou_per_click.png. Needs the eval extra for --grabcut and the plot: pip install 'semsam[eval]'.
 
+text: every labelled object or part mask covering >= 0.5% of its image is looked for by its class name as a
+text prompt (`semsam segment --text`), on the automatic candidates of its image. Reported: mean_top_iou (IoU
+of the top-ranked mask with the instance, best over the image's instances of that class), top_hit_rate
+(that IoU >= 0.5), class_first_rate (the best-matching candidate scores its own class above every other name
+of the data set); and detection of names present vs absent in each image at the text threshold:
+found_rate, rejected_rate, detection_auc, best_threshold (calibrate --text-threshold on a train split).
+
 examples:
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval click --dataset coco --root data/coco_mval --split val
@@ -53,16 +63,19 @@ examples:
   semsam eval labels --dataset coco_parts --root data/ccp --split val
   semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results
   semsam eval interactive --dataset berkeley --root Berkeley --images BSDS500/images/test --max-clicks 20
+  semsam eval text --dataset coco --root data/coco_mval --split val
+  semsam eval text --dataset coco_parts --root data/ccp --split train --max-images 200
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval labels --dataset synthetic_parts --dataset-option length=50 --checkpoint model.safetensors"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a model (1-click mIoU and coverage, label accuracy, or NoC with corrective clicks)",
+        "eval", help="evaluate a model (1-click mIoU and coverage, label accuracy, NoC with corrective clicks, "
+                     "or text-to-mask)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("protocol", choices=["click", "labels", "interactive"], help="evaluation protocol")
+    parser.add_argument("protocol", choices=["click", "labels", "interactive", "text"], help="evaluation protocol")
     parser.add_argument("--dataset", required=True,
                         help="dataset kind, e.g. bsds500, coco or synthetic_parts; for interactive also grabcut, "
                              "berkeley or davis")
@@ -76,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-clicks", type=int, default=20, help="interactive: clicks per object (default: 20)")
     parser.add_argument("--images", help="interactive: the image folder of a folder layout, if not under --root")
     parser.add_argument("--grabcut", action="store_true", help="interactive: also run OpenCV's GrabCut baseline")
+    parser.add_argument("--text-threshold", type=float, metavar="T",
+                        help="text: score below which a name is not found (default: the text prompter's)")
     parser.add_argument("--out", help="also write the metrics as JSON to this file (interactive: to this folder, "
                                       "with the plot)")
     parser.set_defaults(func=run)
@@ -100,24 +115,37 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-images must be positive, got {args.max_images}")
     if args.protocol == "interactive":
         return run_interactive(args)
+    if args.text_threshold is not None and args.protocol != "text":
+        raise ValueError("--text-threshold belongs to the text protocol")
     if args.images or args.grabcut:
         raise ValueError("--images and --grabcut belong to the interactive protocol")
     from semsam.build import load_model
     from semsam.evaluation.click import evaluate_clicks
     from semsam.evaluation.labels import evaluate_labels
+    from semsam.evaluation.text import evaluate_text
     from semsam.io import write_json_atomic
     from semsam.predictor import Predictor
 
     dataset = open_dataset(args)
     model = load_model(args.model, checkpoint=args.checkpoint)
-    evaluate = evaluate_clicks if args.protocol == "click" else evaluate_labels
-    metrics = evaluate(Predictor(model), dataset, max_images=args.max_images)
+    if args.protocol == "text":
+        metrics = evaluate_text(text_prompter(model, args.text_threshold), dataset, max_images=args.max_images)
+    else:
+        evaluate = evaluate_clicks if args.protocol == "click" else evaluate_labels
+        metrics = evaluate(Predictor(model), dataset, max_images=args.max_images)
     report = {"protocol": args.protocol, "dataset": args.dataset, "split": args.split or "val",
               "checkpoint": args.checkpoint or "embedded", **asdict(metrics)}
     print(json.dumps(report, indent=2))
     if args.out:
         write_json_atomic(args.out, report)
     return 0
+
+
+def text_prompter(model: torch.nn.Module, threshold: float | None) -> TextPrompter:
+    """A text prompter for `model` at `threshold` (None: the default)."""
+    from semsam.automatic.text_prompt import TextPrompter
+
+    return TextPrompter(model) if threshold is None else TextPrompter(model, score_threshold=threshold)
 
 
 def open_dataset(args: argparse.Namespace) -> SegmentationDataset:

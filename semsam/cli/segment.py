@@ -6,8 +6,13 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 DESCRIPTION = """Segment one image from clicks and/or a box, at every granularity.
 
@@ -19,8 +24,17 @@ Writes to --out (K masks: 6 granularity levels for Semantic-SAM models, SAM's 3 
 Coordinates are pixels of the original image, x from the left, y from the top.
 Give at least one --point or a --box; --negative clicks only refine one of those.
 
+With --text, find what a phrase names instead ("dog", "person:hair", "hair of the person"; any wording, e.g.
+"puppy" finds "dog"): the masks whose object or part labels match it, ranked best first, each with its score
+(the probability its label puts on the phrase), or the answer that nothing matches and why. Alone, the whole
+image is searched; with --point/--box, only that prompt's masks ("the dog here"). Writes overlay.png (one
+panel per match), match{i}.png and result.json. Needs a model with trained object/part heads (the embedded
+default has them).
+
 examples:
   semsam segment semsam/assets/example.jpg --point 170,385
+  semsam segment semsam/assets/example.jpg --text hair
+  semsam segment semsam/assets/example.jpg --text person --point 225,120
   semsam segment photo.jpg --point 120,80 --negative 200,90
   semsam segment photo.jpg --box 50,40,300,260 --point 120,80 --out results
   semsam segment photo.jpg --point 120,80 --checkpoint my_model.safetensors --objects person,dog --parts head,leg
@@ -38,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--negative", action="append", default=[], metavar="X,Y",
                         help="negative click: a place that must not be in the mask (repeatable)")
     parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="box around the thing to segment")
+    parser.add_argument("--text", metavar="PHRASE",
+                        help='find what the phrase names: "dog", "person:hair" (see above); with --point/--box, '
+                        "among that prompt's masks")
+    parser.add_argument("--text-threshold", type=float, metavar="T",
+                        help="--text: masks scoring below T are no match (default: calibrated for the embedded "
+                        "model, see docs/evaluation.md)")
     parser.add_argument("--out", default="semsam_out", metavar="DIR", help="output folder (default: semsam_out)")
     parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
                         f"(default: the checkpoint's own, else the embedded {DEFAULT_MODEL})")
@@ -78,19 +98,26 @@ def run(args: argparse.Namespace) -> int:
     positives = [parse_numbers(p, 2, "--point") for p in args.point]
     negatives = [parse_numbers(p, 2, "--negative") for p in args.negative]
     box = parse_numbers(args.box, 4, "--box") if args.box else None
-    if not positives and box is None:
-        raise ValueError("give at least one --point or a --box (negative clicks alone do not say what to segment)")
+    if args.text_threshold is not None and args.text is None:
+        raise ValueError("--text-threshold goes with --text")
+    if not positives and box is None and args.text is None:
+        raise ValueError("give at least one --point, a --box or a --text (negative clicks alone do not say what "
+                         "to segment)")
+    if negatives and not positives and box is None:
+        raise ValueError("--negative clicks only refine a --point or a --box; give one of those too")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder to write the results into")
     image = read_image(args.image)
     _progress(f"loading model {args.checkpoint or args.model or DEFAULT_MODEL} ...")
     model = load_model(args.model, checkpoint=args.checkpoint)
+    points = positives + negatives
+    labels = [1] * len(positives) + [0] * len(negatives)
+    if args.text is not None:
+        return run_text(args, model, image, points, labels, box, out)
     predictor = Predictor(model, objects=args.objects, parts=args.parts)
     _progress(f"encoding the {image.shape[1]}x{image.shape[0]} image and decoding the prompt ...")
     predictor.set_image(image)
-    points = positives + negatives
-    labels = [1] * len(positives) + [0] * len(negatives)
     result = predictor.predict(points=points or None, labels=labels or None, box=box)
 
     overlay = granularity_panels(image, result.masks, result.scores, result.labels, points=points,
@@ -130,6 +157,63 @@ def run(args: argparse.Namespace) -> int:
     if not predictor.labels_available:
         print("no labels: this model's object/part classification heads were not trained (see the model card)")
     print(f"wrote {out / 'overlay.png'}, {out / 'mask_level1.png'} ... mask_level{len(masks_json)}.png, "
+          f"{out / 'result.json'}")
+    return 0
+
+
+def run_text(args: argparse.Namespace, model: torch.nn.Module, image: np.ndarray, points: list, labels: list[int],
+             box: tuple[float, ...] | None, out: Path) -> int:
+    """`--text`: the matches ranked, their overlay, masks and result.json; or why nothing matches."""
+    from semsam.automatic.text_prompt import DEFAULT_SCORE_THRESHOLD, TextPrompter
+    from semsam.io import mask_to_rle, write_json_atomic, write_png_atomic
+    from semsam.visualize import granularity_panels
+
+    threshold = DEFAULT_SCORE_THRESHOLD if args.text_threshold is None else args.text_threshold
+    prompter = TextPrompter(model, score_threshold=threshold, objects=args.objects, parts=args.parts)
+    _progress(f"looking for {args.text!r} in the {image.shape[1]}x{image.shape[0]} image ...")
+    spatial = bool(points) or box is not None
+    result = prompter.predict(image, args.text, points=points if points else None,
+                              labels=labels if points else None, box=box)
+    if result.found:
+        titles = [f"#{rank} {result.query.text!r} · score {match.score:.2f} · level {match.level}"
+                  for rank, match in enumerate(result.matches, start=1)]
+        overlay = granularity_panels(image, [m.mask for m in result.matches], [m.score for m in result.matches],
+                                     [m.label for m in result.matches], points=points, point_labels=labels,
+                                     box=box, titles=titles)
+        write_png_atomic(out / "overlay.png", overlay)
+        for rank, match in enumerate(result.matches, start=1):
+            write_png_atomic(out / f"match{rank}.png", match.mask)
+    write_json_atomic(out / "result.json", {
+        "image": str(args.image),
+        "image_size": list(image.shape[:2]),
+        "model": args.checkpoint or args.model or f"{DEFAULT_MODEL} (embedded)",
+        "text": result.query.text,
+        "query": {"object": result.query.object, "part": result.query.part},
+        "names": [{"phrase": n.phrase, "vocabulary": n.vocabulary, "nearest": [list(p) for p in n.nearest]}
+                  for n in result.names],
+        "prompts": {"points": [list(p) for p in points], "labels": labels, "box": list(box) if box else None}
+        if spatial else None,
+        "threshold": result.threshold,
+        "found": result.found,
+        "reason": result.reason,
+        "matches": [{"rank": rank, "score": match.score, "level": match.level,
+                     "predicted_iou": match.predicted_iou, "area": int(match.mask.sum()),
+                     "segmentation": mask_to_rle(match.mask), "label": vars(match.label)}
+                    for rank, match in enumerate(result.matches, start=1)],
+    })
+    for name in result.names:
+        nearest = ", ".join(f"{n} {c:.2f}" for n, c in name.nearest)
+        print(f"{name.phrase!r} read as {name.vocabulary} name(s): {nearest}")
+    if not result.found:
+        print(f"nothing matches: {result.reason}")
+        print(f"wrote {out / 'result.json'}")
+        return 0
+    print(f"{'rank':>4}  {'score':>6}  {'level':>5}  {'area':>8}  label")
+    for rank, match in enumerate(result.matches, start=1):
+        label = match.label
+        print(f"{rank:>4}  {match.score:>6.3f}  {match.level:>5}  {int(match.mask.sum()):>8}  "
+              f"{label.object} ({label.object_score:.2f}) / {label.part} ({label.part_score:.2f})")
+    print(f"wrote {out / 'overlay.png'}, {out / 'match1.png'} ... match{len(result.matches)}.png, "
           f"{out / 'result.json'}")
     return 0
 

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from semsam import __version__
-from semsam.automatic import MaskGenerator
+from semsam.automatic import MaskGenerator, TextPrompter, TextResult
 from semsam.build import ASSETS
 from semsam.io import mask_to_rle
 from semsam.modeling import SemanticSam
@@ -28,6 +28,9 @@ from semsam.serving.schemas import (
     PredictRequest,
     PredictResponse,
     ServerInfo,
+    SpatialPrompt,
+    TextRequest,
+    TextResponse,
 )
 from semsam.serving.store import ImageStore, UnknownImage
 from semsam.serving.uploads import UploadError, decode_upload
@@ -161,6 +164,21 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         masks = await request.app.state.runner.run(work)
         return EverythingResponse(levels=levels, masks=[mask.to_sa1b() for mask in masks])
 
+    @app.post("/api/images/{image_id}/text", response_model=TextResponse, responses=ERRORS,
+              summary="The masks a phrase names, ranked; alone or with clicks and/or a box")
+    async def text(image_id: str, prompt: TextRequest, request: Request) -> TextResponse:
+        image = store.image(image_id)
+        height, width = image.shape[:2]
+        check_prompt(prompt, width=width, height=height, max_points=limits.max_points)
+        check_vocabularies(prompt.objects, prompt.parts, limits)
+        prompter = TextPrompter(model, points_per_side=min(DEFAULT_POINTS_PER_SIDE, limits.max_points_per_side),
+                                text_encoder=store.text_encoder)
+        spatial = {"points": prompt.points or None, "labels": prompt.labels or None, "box": prompt.box}
+        work = lambda: store.with_predictor(  # noqa: E731 - a closure over the request, run in a worker thread
+            image_id, lambda predictor: prompter.predict(image, prompt.text, predictor=predictor, **spatial),
+            objects=prompt.objects, parts=prompt.parts)
+        return text_response(await request.app.state.runner.run(work))
+
     return app
 
 
@@ -173,7 +191,7 @@ def describe_error(error: dict) -> str:
     return f"{where}: {message}" if where else message
 
 
-def check_prompt(prompt: PredictRequest, *, width: int, height: int, max_points: int) -> None:
+def check_prompt(prompt: SpatialPrompt, *, width: int, height: int, max_points: int) -> None:
     """Refuses (422) too many points and coordinates outside the image, naming them."""
     if len(prompt.points) > max_points:
         raise HTTPException(422, f"{len(prompt.points)} points; at most {max_points} per request")
@@ -200,6 +218,18 @@ def check_vocabularies(objects: str | None, parts: str | None, limits: ServeLimi
         if too_long:
             raise HTTPException(422, f"{field}: a name may have at most {limits.max_name_length} characters; "
                                      f"{too_long[0][:20]!r}... has {len(too_long[0])}")
+
+
+def text_response(result: TextResult) -> TextResponse:
+    """A text prompt's answer with its matches as COCO RLE."""
+    return TextResponse(
+        text=result.query.text, found=result.found, reason=result.reason, threshold=result.threshold,
+        names=[{"phrase": n.phrase, "vocabulary": n.vocabulary, "nearest": list(n.nearest)} for n in result.names],
+        matches=[{"segmentation": mask_to_rle(m.mask), "score": m.score, "level": m.level,
+                  "predicted_iou": m.predicted_iou, "area": int(m.mask.sum()),
+                  "bbox": m.bbox, "label": vars(m.label)}
+                 for m in result.matches],
+    )
 
 
 def prediction_response(predictor: Predictor, prompt: PredictRequest) -> PredictResponse:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from semsam.automatic.text_prompt import MAX_TEXT_LENGTH, parse_text_prompt
+
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -23,7 +25,7 @@ class ImageInfo(BaseModel):
     encoded: bool = Field(description="whether the image's embedding is cached, so a click only runs the decoder")
 
 
-class PredictRequest(BaseModel):
+class SpatialPrompt(BaseModel):
     """Clicks and/or a box in pixel coordinates of the uploaded image (x from the left, y from the top)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -37,7 +39,7 @@ class PredictRequest(BaseModel):
     parts: str | None = Field(default=None, description='part vocabulary, comma-separated, e.g. "head,leg"')
 
     @model_validator(mode="after")
-    def _labels_match_points(self) -> PredictRequest:
+    def _labels_match_points(self) -> SpatialPrompt:
         if not self.labels:
             self.labels = [1] * len(self.points)
         if len(self.labels) != len(self.points):
@@ -45,9 +47,31 @@ class PredictRequest(BaseModel):
                              f"{len(self.labels)} labels")
         if any(label not in (0, 1) for label in self.labels):
             raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {self.labels}")
-        if self.box is None and 1 not in self.labels:
+        if self.points and self.box is None and 1 not in self.labels:
             raise ValueError("give at least one positive point or a box; negative clicks alone do not say what "
                              "to segment")
+        return self
+
+
+class PredictRequest(SpatialPrompt):
+    """K masks for clicks and/or a box."""
+
+    @model_validator(mode="after")
+    def _says_what_to_segment(self) -> PredictRequest:
+        if self.box is None and not self.points:
+            raise ValueError("give at least one positive point or a box")
+        return self
+
+
+class TextRequest(SpatialPrompt):
+    """A phrase to find, alone (the whole image) or with clicks and/or a box that the answer must come from."""
+
+    text: str = Field(max_length=MAX_TEXT_LENGTH, examples=["hair", "person:hair"],
+                      description='"dog", "person:hair", "hair of the person", ... (any wording)')
+
+    @model_validator(mode="after")
+    def _text_is_readable(self) -> TextRequest:
+        parse_text_prompt(self.text)
         return self
 
 
@@ -116,3 +140,30 @@ class EverythingResponse(BaseModel):
 
     levels: list[int]
     masks: list[EverythingMask]
+
+
+class NameMatchOut(BaseModel):
+    phrase: str
+    vocabulary: str = Field(description='"object" or "part"')
+    nearest: list[tuple[str, float]] = Field(description="closest vocabulary names with their cosine similarity")
+
+
+class TextMatchOut(BaseModel):
+    segmentation: Rle
+    score: float = Field(description="probability mass the mask's label puts on the phrase's names")
+    level: int
+    predicted_iou: float
+    area: int
+    bbox: tuple[float, float, float, float] = Field(description="x, y, width, height (COCO)")
+    label: MaskLabelOut
+
+
+class TextResponse(BaseModel):
+    """Matches ranked best first, or none (`found` false) and the reason."""
+
+    text: str
+    found: bool
+    reason: str | None
+    threshold: float
+    names: list[NameMatchOut]
+    matches: list[TextMatchOut]

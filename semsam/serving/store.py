@@ -51,7 +51,7 @@ class ImageStore:
         self._lock = threading.Lock()
         self.encodes = 0
         # Vocabularies come from users: embeddings are kept in memory for the last few only, never on disk.
-        self._text_encoder = TextEncoder(disk_cache=False, memory_cache=max_embeddings)
+        self.text_encoder = TextEncoder(disk_cache=False, memory_cache=max_embeddings)
 
     def add(self, image: np.ndarray) -> str:
         """Stores an HxWx3 uint8 image; returns its id (a content hash, so re-uploads reuse the embedding)."""
@@ -108,7 +108,7 @@ class ImageStore:
             with self._lock:
                 if image_id in self._sessions:
                     return self._sessions[image_id]
-            predictor = Predictor(self.model, text_encoder=self._text_encoder)
+            predictor = Predictor(self.model, text_encoder=self.text_encoder)
             predictor.set_image(self.image(image_id))
             with self._lock:
                 self.encodes += 1

@@ -99,6 +99,7 @@ async function loadImage(blob, name) {
     renderTree();
     drawStage();
     $("clear").disabled = false;
+    $("find").disabled = !state.info?.labels_available;
     $("run-everything").disabled = false;
     $("everything-level").disabled = true;
     $("everything-summary").textContent = "";
@@ -134,6 +135,42 @@ async function predict() {
   }
 }
 
+// The masks a phrase names, ranked best first, shown like the K masks of a click; or why nothing matches.
+async function findText(event) {
+  event.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || !state.imageId) return;
+  const body = { text, points: state.points, labels: state.labels, box: state.box };
+  const objects = $("objects").value.trim(), parts = $("parts").value.trim();
+  if (objects) body.objects = objects;
+  if (parts) body.parts = parts;
+  setStatus(`looking for “${text}” …`);
+  const started = performance.now();
+  try {
+    const result = await api(`/api/images/${state.imageId}/text`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const matches = result.matches;
+    state.result = matches.length ? {
+      masks: matches.map((m) => m.segmentation), scores: matches.map((m) => m.score),
+      labels: matches.map((m) => m.label), areas: matches.map((m) => m.area),
+      boxes: matches.map((m) => [m.bbox[0], m.bbox[1], m.bbox[0] + m.bbox[2], m.bbox[1] + m.bbox[3]]),
+      titles: matches.map((m, i) => `#${i + 1} “${result.text}” · score ${m.score.toFixed(2)} · level ${m.level}`),
+    } : null;
+    state.masks = matches.map((m, i) => (
+      { rle: m.segmentation, layer: maskLayer(decodeRle(m.segmentation), LEVEL_COLORS[i % LEVEL_COLORS.length]) }));
+    Object.assign(state, { level: 0, mode: "prompt" });
+    renderMasks();
+    drawStage();
+    const names = result.names.map((n) => `${n.vocabulary} “${n.nearest[0][0]}”`).join(" and ");
+    setStatus(matches.length
+      ? `${matches.length} match(es) for “${result.text}” (read as ${names}) in ${Math.round(performance.now() - started)} ms.`
+      : `Nothing matches: ${result.reason}`);
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
 function labelText(label) {
   if (!label) return "no label";
   return `${label.object} ${label.object_score.toFixed(2)} / ${label.part} ${label.part_score.toFixed(2)}`;
@@ -150,7 +187,8 @@ function renderMasks() {
   state.level = Math.min(state.level, result.masks.length - 1);
   const total = canvas.width * canvas.height;
   result.masks.forEach((rle, level) => {
-    select.append(new Option(`${level + 1} (${(100 * result.areas[level] / total).toFixed(1)}%)`, level));
+    const name = result.titles ? `#${level + 1}` : `${level + 1}`;
+    select.append(new Option(`${name} (${(100 * result.areas[level] / total).toFixed(1)}%)`, level));
     const card = document.createElement("div");
     card.className = "mask-card" + (state.mode === "prompt" && level === state.level ? " selected" : "");
     card.dataset.level = level + 1;
@@ -161,8 +199,12 @@ function renderMasks() {
     drawing.drawImage(state.bitmap, 0, 0, thumb.width, thumb.height);
     drawing.drawImage(state.masks[level].layer, 0, 0, thumb.width, thumb.height);
     const caption = document.createElement("div");
-    caption.innerHTML = `<b>level ${level + 1}</b> · IoU ${result.scores[level].toFixed(3)} · `
-      + `${(100 * result.areas[level] / total).toFixed(1)}%`;
+    if (result.titles) {
+      caption.textContent = result.titles[level];
+    } else {
+      caption.innerHTML = `<b>level ${level + 1}</b> · IoU ${result.scores[level].toFixed(3)} · `
+        + `${(100 * result.areas[level] / total).toFixed(1)}%`;
+    }
     const label = document.createElement("div");
     label.className = "label";
     label.textContent = labelText(result.labels[level]);
@@ -242,7 +284,8 @@ function downloadJson() {
   }
   const r = state.result;
   const masks = r.masks.map((rle, i) => ({ segmentation: rle, area: r.areas[i], box: r.boxes[i], score: r.scores[i],
-                                          level: i + 1, label: r.labels[i] }));
+                                          level: i + 1, label: r.labels[i],
+                                          extra: r.titles ? { text_match: r.titles[i] } : undefined }));
   const text = JSON.stringify(cocoJson(masks), null, 2);
   download(new Blob([text], { type: "application/json" }), `${baseName()}_masks.json`);
 }
@@ -365,6 +408,7 @@ $("clear").addEventListener("click", () => {
 });
 $("level").addEventListener("change", (event) => selectLevel(Number(event.target.value)));
 $("run-everything").addEventListener("click", segmentEverything);
+$("text-form").addEventListener("submit", findText);
 $("everything-level").addEventListener("input", (event) => setEverythingLevel(Number(event.target.value)));
 $("download-png").addEventListener("click", downloadPng);
 $("download-json").addEventListener("click", downloadJson);
@@ -378,6 +422,10 @@ for (const id of ["objects", "parts"]) $(id).addEventListener("change", () => { 
     $("everything-note").textContent = "Clicks on a grid over the whole image; the slider picks the level shown, "
       + "the tree nests each mask under the smallest coarser mask that contains it (click a node to show it).";
     $("points-per-side").max = state.info.limits.max_points_per_side;
+    if (!state.info.labels_available) {
+      $("text").disabled = true;
+      $("text").placeholder = "needs a model with trained object/part heads";
+    }
   } catch (error) {
     setStatus(`cannot reach the server: ${error.message}`, true);
   }

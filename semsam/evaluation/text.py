@@ -1,0 +1,138 @@
+"""Text-to-mask: prompted with a labelled instance's class name, does the top-ranked mask cover that instance?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+from tqdm import tqdm
+
+from semsam.automatic.text_prompt import TextPrompter, TextQuery
+from semsam.data.records import SegmentationDataset
+from semsam.evaluation.click import MIN_AREA_FRACTION, mask_ious
+
+HIT_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class TextMetrics:
+    """Text-to-mask figures over every labelled instance (or part) covering >= 0.5% of its image.
+
+    `mean_top_iou` is the mean IoU of the top-ranked mask for the instance's class name with the instance (the
+    best over the image's instances of that class, which the name cannot tell apart); `top_hit_rate` is the
+    share where that IoU is >= 0.5. `class_first_rate` is the share of instances whose best-matching candidate
+    scores its own class highest among the data set's names. Detection: for every image and every class name
+    of the data set, the top score decides "found" or "nothing matches"; `found_rate` is the share of present
+    names found at `threshold`, `rejected_rate` the share of absent names answered "nothing matches",
+    `detection_auc` the probability that a present name outscores an absent one, and `best_threshold` the
+    score with the highest balanced accuracy (mean of the two rates) on this split. Where a data set labels only
+    some instances (COCO-MVal), some "absent" names are present and unlabelled, so rejection reads low.
+    """
+
+    mean_top_iou: float
+    top_hit_rate: float
+    class_first_rate: float
+    found_rate: float
+    rejected_rate: float
+    detection_auc: float | None
+    threshold: float
+    best_threshold: float | None
+    best_balanced_accuracy: float | None
+    instances: int
+    images: int
+
+
+def evaluate_text(
+    prompter: TextPrompter, dataset: SegmentationDataset, *, max_images: int | None = None, progress: bool = True
+) -> TextMetrics:
+    """Prompts every labelled instance's class name on the generator's candidates of its image.
+
+    Args:
+        prompter: a text prompter of a model with trained heads; its vocabulary is kept (the model's own).
+        dataset: images with labelled masks and `object_names`, `part_names` or both.
+        max_images: evaluate only the first N images.
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: the dataset names no classes.
+    """
+    if not dataset.object_names and not dataset.part_names:
+        raise ValueError("text-to-mask needs a dataset that names its object or part classes (e.g. coco, coco_parts)")
+    vocabulary = prompter.predictor.vocabulary
+    queries = {("object", name): TextQuery(text=name, object=name, part=None) for name in dataset.object_names or ()}
+    queries |= {("part", name): TextQuery(text=name, object=name, part=None) for name in dataset.part_names or ()}
+    names = {key: prompter.resolve(query, vocabulary) for key, query in queries.items()}
+    top_ious, hits, class_first, present, absent = [], [], [], [], []
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    images = 0
+    for index in tqdm(range(count), desc="evaluating text prompts", unit="image", disable=not progress):
+        record = dataset[index]
+        targets = _targets(record, dataset)
+        if not targets:
+            continue
+        images += 1
+        prompter.predictor.set_image(record.image)
+        candidates = prompter.generator.generate(record.image, predictor=prompter.predictor)
+        ranked = {key: prompter.score(match, candidates) for key, match in names.items()}
+        for key, scored in ranked.items():
+            (present if any(t[1] == key for t in targets) else absent).append(scored[0][0] if scored else 0.0)
+        for mask_index, key in targets:
+            same_class = [record.masks[m] for m, other in targets if other == key]
+            scored = ranked[key]
+            top_iou = max(float(mask_ious(scored[0][1].mask()[None], m)[0]) for m in same_class) if scored else 0.0
+            top_ious.append(top_iou)
+            hits.append(top_iou >= HIT_IOU)
+            class_first.append(_class_first(ranked, key, record.masks[mask_index]))
+    present_scores, absent_scores = np.array(present), np.array(absent)
+    best = _best_threshold(present_scores, absent_scores)
+    return TextMetrics(
+        mean_top_iou=_mean(top_ious), top_hit_rate=_mean(hits), class_first_rate=_mean(class_first),
+        found_rate=_mean(present_scores >= prompter.score_threshold),
+        rejected_rate=_mean(absent_scores < prompter.score_threshold),
+        detection_auc=(float(mannwhitneyu(present_scores, absent_scores).statistic / (len(present) * len(absent)))
+                       if present and absent else None),
+        threshold=prompter.score_threshold, best_threshold=best[0], best_balanced_accuracy=best[1],
+        instances=len(top_ious), images=images,
+    )
+
+
+def _targets(record: object, dataset: SegmentationDataset) -> list[tuple[int, tuple[str, str]]]:
+    """(mask index, (kind, class name)) of the labelled masks large enough to prompt for."""
+    targets = []
+    for m, mask in enumerate(record.masks):
+        if mask.sum() < MIN_AREA_FRACTION * mask.size:
+            continue
+        part = record.part_classes[m] if record.part_classes else None
+        obj = record.object_classes[m] if record.object_classes else None
+        if part is not None:
+            targets.append((m, ("part", dataset.part_names[part])))
+        elif obj is not None:
+            targets.append((m, ("object", dataset.object_names[obj])))
+    return targets
+
+
+def _class_first(ranked: dict, key: tuple[str, str], target: np.ndarray) -> bool:
+    """Whether the candidate that best matches `target` scores class `key` above every other name of its kind."""
+    scored = ranked[key]
+    if not scored:
+        return False
+    ious = [float(mask_ious(mask.mask()[None], target)[0]) for _, mask in scored]
+    best = scored[int(np.argmax(ious))][1]
+    own = next(score for score, mask in scored if mask is best)
+    rivals = [next((s for s, m in other if m is best), 0.0) for k, other in ranked.items() if k != key and k[0] == key[0]]
+    return all(own > rival for rival in rivals)
+
+
+def _best_threshold(present: np.ndarray, absent: np.ndarray) -> tuple[float | None, float | None]:
+    """The score threshold with the highest balanced accuracy, and that accuracy."""
+    if not len(present) or not len(absent):
+        return None, None
+    thresholds = np.unique(np.concatenate([present, absent]))
+    accuracy = [(np.mean(present >= t) + np.mean(absent < t)) / 2 for t in thresholds]
+    best = int(np.argmax(accuracy))
+    return round(float(thresholds[best]), 4), float(accuracy[best])
+
+
+def _mean(values: list | np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else 0.0
