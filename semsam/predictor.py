@@ -116,6 +116,12 @@ class Predictor:
         """Whether masks get labels: only when the model's classification heads were trained."""
         return self.model.semantic.trained
 
+    @property
+    def vocabulary(self) -> tuple[list[str], list[str]]:
+        """(object names, part names) that masks are labelled with."""
+        objects, parts = self._vocabulary
+        return list(objects), list(parts)
+
     def set_vocabulary(self, *, objects: str | Sequence[str] | None, parts: str | Sequence[str] | None) -> None:
         """Sets the object and part names that masks are labelled with (embedded when first used, cached on disk)."""
         semantic = self.model.semantic

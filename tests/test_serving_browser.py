@@ -142,6 +142,11 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         shown = len([m for m in response["masks"] if m["level"] == 3])
         assert page.locator("#everything-summary").inner_text() == f"level 3: {shown} masks"
         assert page.locator("#tree span.node.at-level").count() == shown
+        # The embedded default names its masks: on the view (those that have room) and in the tree.
+        drawn = page.evaluate("state.everythingNames")
+        names = {m["id"]: m["name"] for m in response["masks"] if m["level"] == 3}
+        assert drawn and all(names[d["id"]] == d["name"] for d in drawn)
+        assert sorted(page.locator("#tree .name").all_inner_texts()) == sorted(m["path"] for m in response["masks"])
         page.screenshot(path=str(tmp_path / "everything.png"), full_page=True)
         assert errors == []
         browser.close()
