@@ -1,13 +1,14 @@
-"""Pictures of multi-granularity predictions: one captioned panel per granularity level."""
+"""Pictures of multi-granularity predictions: captioned panels per granularity level, automatic-mask overlays."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 if TYPE_CHECKING:
     from semsam.predictor import MaskLabel
@@ -216,10 +217,7 @@ def label_map_overlay(image: np.ndarray, label_map: np.ndarray, *, alpha: float 
     Returns:
         A new HxWx3 uint8 image.
     """
-    _check_image(image)
-    label_map = np.asarray(label_map)
-    if label_map.shape != image.shape[:2]:
-        raise ValueError(f"label map shape {label_map.shape} does not match image size {image.shape[:2]}")
+    label_map = _checked_label_map(image, label_map)
     ids = np.unique(label_map)
     ids = ids[ids != 0]
     colours = np.zeros((int(label_map.max(initial=0)) + 1, 3), np.float32)
@@ -230,11 +228,79 @@ def label_map_overlay(image: np.ndarray, label_map: np.ndarray, *, alpha: float 
     covered = label_map > 0
     out = image.astype(np.float32)
     out[covered] = out[covered] * (1.0 - alpha) + colours[label_map[covered]] * alpha
-    edges = np.zeros_like(covered)
+    out[_edges(label_map)] = DOT_RIM
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def _checked_label_map(image: np.ndarray, label_map: np.ndarray) -> np.ndarray:
+    """The label map as an array, once it and the image it goes with are known to fit together."""
+    _check_image(image)
+    label_map = np.asarray(label_map)
+    if label_map.shape != image.shape[:2]:
+        raise ValueError(f"label map shape {label_map.shape} does not match image size {image.shape[:2]}")
+    return label_map
+
+
+def _edges(label_map: np.ndarray) -> np.ndarray:
+    """Pixels whose left or upper neighbour belongs to another segment."""
+    edges = np.zeros(label_map.shape, bool)
     edges[:, 1:] |= label_map[:, 1:] != label_map[:, :-1]
     edges[1:, :] |= label_map[1:, :] != label_map[:-1, :]
-    out[edges] = DOT_RIM
-    return out.round().clip(0, 255).astype(np.uint8)
+    return edges
+
+
+def name_segments(overlay: np.ndarray, label_map: np.ndarray, names: Mapping[int, str]) -> np.ndarray:
+    """Writes segment names on an overlay, each inside its segment, where it stays legible.
+
+    A name goes at its segment's centroid, or at its most interior pixel where the centroid is outside the segment
+    or near its edge. The widest segments are named first; a name is left out where its segment is thinner than the text is tall,
+    or where it would cover a name already written, so that every name drawn stays legible.
+
+    Args:
+        overlay: HxWx3 uint8 RGB, e.g. from `label_map_overlay`.
+        label_map: HxW integers, 0 = no segment.
+        names: the name of each segment id to write; other segments stay unnamed.
+
+    Returns:
+        A new HxWx3 uint8 image.
+    """
+    label_map = _checked_label_map(overlay, label_map)
+    ids = [int(i) for i in np.unique(label_map) if i != 0 and int(i) in names]
+    if not ids:
+        return overlay.copy()
+    # Distance to the nearest segment edge or image border: the farthest pixel of a segment is its most interior.
+    distance = ndimage.distance_transform_edt(np.pad(~_edges(label_map), 1))[1:-1, 1:-1]
+    radii = ndimage.maximum(distance, label_map, ids)
+    interiors = ndimage.maximum_position(distance, label_map, ids)
+    centroids = ndimage.center_of_mass(label_map > 0, label_map, ids)
+    size = _font_size(overlay.shape[1])
+    font = ImageFont.load_default(size=size)
+    figure = Image.fromarray(overlay)
+    draw = ImageDraw.Draw(figure)
+    stroke = max(1, size // 8)
+    taken: list[tuple[float, float, float, float]] = []
+    for radius, segment, interior, centroid in sorted(zip(radii, ids, interiors, centroids), reverse=True):
+        if radius < size * 0.6:
+            break
+        y, x = (round(v) for v in centroid)
+        if label_map[y, x] != segment or distance[y, x] < size * 0.6:
+            y, x = interior
+        # Moved in from the image's sides, so that a name is never cut.
+        half = draw.textlength(names[segment], font=font) / 2 + stroke
+        x = min(max(x, half), overlay.shape[1] - half)
+        box = draw.textbbox((x, y), names[segment], font=font, anchor="mm", stroke_width=stroke)
+        if any(box[0] < right and left < box[2] and box[1] < bottom and top < box[3]
+               for left, top, right, bottom in taken):
+            continue
+        draw.text((x, y), names[segment], font=font, anchor="mm", fill=TEXT, stroke_width=stroke,
+                  stroke_fill=BACKGROUND)
+        taken.append(box)
+    return np.asarray(figure)
+
+
+def _font_size(width: int) -> int:
+    """Text size for writing on an image `width` pixels wide: readable when the image is shown whole."""
+    return max(10, min(22, width // 30))
 
 
 def level_legend(overlay: np.ndarray, *, level: int, levels: Sequence[int], count: int) -> np.ndarray:
@@ -252,7 +318,7 @@ def level_legend(overlay: np.ndarray, *, level: int, levels: Sequence[int], coun
     _check_image(overlay)
     levels = sorted(set(levels) | {level})
     width = overlay.shape[1]
-    size = max(10, min(22, width // 30))
+    size = _font_size(width)
     font = ImageFont.load_default(size=size)
     band = round(size * 2.2)
     figure = Image.new("RGB", (width, overlay.shape[0] + band), BACKGROUND)

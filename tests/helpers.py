@@ -227,3 +227,42 @@ MICRO = replace(
     decoder=DecoderConfig(hidden_dim=64, num_layers=2, num_heads=4, num_points=4, ffn_dim=128, class_dim=64,
                           text_dim=TEXT_DIM_MINILM),
 )
+
+
+def check_panoptic(folder: Path, masks: list[dict]) -> dict:
+    """Checks `folder`'s panoptic.json and PNGs as panopticapi's pq_compute does, and against the masks they came
+    from (SA-1B annotations: id, level, segmentation): each PNG's ids are exactly its segments_info ids, every
+    pixel holds one segment, areas and boxes are those of the PNG's pixels (by pycocotools), every category_id is
+    a category, a segment lies inside its mask, and a level's segments cover all its masks."""
+    from pycocotools import mask as mask_utils
+
+    from semsam.data.coco_panoptic import read_segment_ids
+    from semsam.io import rle_to_mask
+
+    record = json.loads((folder / "panoptic.json").read_text())
+    categories = {category["id"]: category for category in record["categories"]}
+    assert len(categories) == len(record["categories"]), "category ids are unique"
+    assert [image["id"] for image in record["images"]] == [a["image_id"] for a in record["annotations"]]
+    levels = sorted({mask["level"] for mask in masks})
+    assert [a["level"] for a in record["annotations"]] == levels
+    by_id = {mask["id"]: mask for mask in masks}
+    for image, annotation in zip(record["images"], record["annotations"]):
+        ids = read_segment_ids(folder / annotation["file_name"])
+        assert ids.shape == (image["height"], image["width"])
+        segments = annotation["segments_info"]
+        assert sorted(int(i) for i in np.unique(ids) if i != 0) == sorted(s["id"] for s in segments)
+        for segment in segments:
+            pixels = ids == segment["id"]
+            rle = mask_utils.encode(np.asfortranarray(pixels.astype(np.uint8)))
+            assert segment["area"] == int(mask_utils.area(rle)) > 0
+            assert segment["bbox"] == mask_utils.toBbox(rle).tolist()
+            assert segment["category_id"] in categories and segment["iscrowd"] == 0
+            mask = by_id[segment["id"] - 1]
+            assert mask["level"] == annotation["level"]
+            assert not (pixels & ~rle_to_mask(mask["segmentation"])).any(), "a segment lies inside its mask"
+        union = np.zeros(ids.shape, bool)
+        for mask in masks:
+            if mask["level"] == annotation["level"]:
+                union |= rle_to_mask(mask["segmentation"])
+        assert np.array_equal(ids > 0, union)
+    return record

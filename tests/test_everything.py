@@ -1,4 +1,4 @@
-"""`semsam everything` end to end: one image, a folder, resuming after a kill, and bad input."""
+"""`semsam everything` end to end: one image, a folder, resuming after a kill, labels, and bad input."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from semsam.cli.everything import parse_levels
 from semsam.cli.main import main
 from semsam.io import rle_to_mask
 
+from helpers import check_panoptic
+
 SA1B_FIELDS = {"id", "segmentation", "bbox", "area", "predicted_iou", "stability_score", "point_coords", "crop_box",
                "level"}
 
@@ -22,6 +24,15 @@ SA1B_FIELDS = {"id", "segmentation", "bbox", "area", "predicted_iou", "stability
 def small_checkpoint(tmp_path_factory, small_model, small_config) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
     save_checkpoint(path, small_model, small_config, SemanticInfo())
+    return path
+
+
+@pytest.fixture(scope="module")
+def labelled_checkpoint(tmp_path_factory, small_model, small_config) -> Path:
+    """The small random model, recorded as having trained heads: its labels are arbitrary but well formed."""
+    path = tmp_path_factory.mktemp("ckpt") / "labelled.safetensors"
+    save_checkpoint(path, small_model, small_config,
+                    SemanticInfo(trained=True, objects=["person", "dog", "car"], parts=["head", "hair", "wheel"]))
     return path
 
 
@@ -115,6 +126,31 @@ def test_output_beside_the_images_is_the_sa1b_layout(photos, small_checkpoint):
     for name in ("a.png", "b.jpg", "c.png"):
         record = check_image_outputs(photos, photos / name, {6})
         assert record["image"]["file_name"] == name
+
+
+def test_labels_name_the_tree_and_give_panoptic_files(tmp_path, photos, labelled_checkpoint, monkeypatch):
+    monkeypatch.setenv("SEMSAM_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert everything(photos / "a.png", out, labelled_checkpoint, "--levels", "1,6", "--labels",
+                      "--objects", "cat,tree", "--parts", "leg,leaf,eye") == 0
+    annotations = check_image_outputs(out, photos / "a.png", {1, 6})["annotations"]
+    assert all(a["label"]["object"] in ("cat", "tree") and a["label"]["part"] in ("leg", "leaf", "eye")
+               for a in annotations)
+    panoptic = check_panoptic(out / "a", annotations)
+    assert [c["name"] for c in panoptic["categories"]] == ["cat", "tree", "leg", "leaf", "eye"]
+    assert panoptic["images"][0]["file_name"] == "../../photos/a.png"
+    tree = json.loads((out / "a" / "tree.json").read_text())
+    for root in tree["roots"]:
+        assert root["name"] == root["path"] == root["label"]["object"]
+        for child in root["children"]:
+            assert child["path"] in (child["name"], f"{root['path']} > {child['name']}")
+
+
+def test_labels_are_refused_without_trained_heads(tmp_path, photos, small_checkpoint, capsys):
+    assert everything(photos / "a.png", tmp_path / "out", small_checkpoint, "--labels") == 2
+    error = capsys.readouterr().err
+    assert "were never trained" in error and "embedded default" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_input(tmp_path, photos, small_checkpoint, capsys):

@@ -128,6 +128,18 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.screenshot(path=str(screenshot), full_page=True)
         assert screenshot.stat().st_size > 10_000
 
+        # Find: a phrase gives ranked matches shown like the K masks, or says that nothing matches.
+        page.click("#clear")
+        page.fill("#text", "hair")
+        page.click("#find")
+        page.wait_for_function("/match|Nothing/.test(document.getElementById('status').textContent)")
+        assert "match(es) for “hair”" in page.locator("#status").inner_text()
+        assert page.locator("#masks .mask-card").first.inner_text().startswith("#1 “hair”")
+        page.fill("#text", "giraffe")
+        page.click("#find")
+        page.wait_for_function("document.getElementById('status').textContent.includes('Nothing matches')")
+        assert page.locator("#masks .mask-card").count() == 0
+
         # Segment everything: the slider picks a level, the tree nests parts under wholes.
         page.fill("#points-per-side", "6")
         page.click("#run-everything")
@@ -142,6 +154,11 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         shown = len([m for m in response["masks"] if m["level"] == 3])
         assert page.locator("#everything-summary").inner_text() == f"level 3: {shown} masks"
         assert page.locator("#tree span.node.at-level").count() == shown
+        # The embedded default names its masks: on the view (those that have room) and in the tree.
+        drawn = page.evaluate("state.everythingNames")
+        names = {m["id"]: m["name"] for m in response["masks"] if m["level"] == 3}
+        assert drawn and all(names[d["id"]] == d["name"] for d in drawn)
+        assert sorted(page.locator("#tree .name").all_inner_texts()) == sorted(m["path"] for m in response["masks"])
         page.screenshot(path=str(tmp_path / "everything.png"), full_page=True)
         assert errors == []
         browser.close()

@@ -40,6 +40,20 @@ def test_everything_gives_levels_and_a_consistent_tree(client, scene):
             assert masks[child]["parent"] == mask["id"]
 
 
+def test_everything_names_objects_and_their_parts(client, scene):
+    image_id = upload(client, png_bytes(scene)).json()["image_id"]
+    masks = client.post(f"/api/images/{image_id}/everything", json={"points_per_side": 4}).json()["masks"]
+    assert masks and all(mask["label"] is not None for mask in masks)
+    for mask in masks:
+        label = mask["label"]
+        parent = None if mask["parent"] is None else masks[mask["parent"]]
+        if parent is None or parent["label"]["object"] != label["object"]:
+            assert mask["name"] == mask["path"] == label["object"]
+        else:
+            assert mask["name"] == label["part"]
+            assert mask["path"] in (parent["path"], f"{parent['path']} > {label['part']}")
+
+
 def test_everything_defaults_to_all_levels(client, scene):
     image_id = upload(client, png_bytes(scene)).json()["image_id"]
     body = client.post(f"/api/images/{image_id}/everything", json={"points_per_side": 2}).json()

@@ -1,10 +1,10 @@
-"""Granularity panels: layout, colours, captions and input checks."""
+"""Granularity panels and automatic-mask overlays: layout, colours, captions, names and input checks."""
 
 import numpy as np
 import pytest
 
 from semsam.predictor import MaskLabel
-from semsam.visualize import LEVEL_COLOURS, granularity_panels, mask_overlay
+from semsam.visualize import LEVEL_COLOURS, granularity_panels, mask_overlay, name_segments
 
 
 def rings(height: int = 40, width: int = 60, count: int = 6) -> np.ndarray:
@@ -45,3 +45,30 @@ def test_mask_overlay_tints_only_the_mask_and_outlines_it():
 def test_bad_inputs_are_named(image, masks, scores, message):
     with pytest.raises(ValueError, match=message):
         granularity_panels(image, masks, scores, None)
+
+
+def test_names_go_inside_segments_wide_enough_to_hold_them():
+    label_map = np.zeros((120, 300), np.int32)
+    label_map[10:110, 10:150] = 1  # wide: named at its centre
+    label_map[10:110, 160:290] = 2  # as wide, but nameless
+    label_map[60:63, 200:203] = 3  # too thin for any text
+    overlay = np.full((120, 300, 3), 90, np.uint8)
+    names = name_segments(overlay, label_map, {1: "person", 3: "hair", 4: "absent"})
+    changed = (names != overlay).any(-1)
+    assert changed[label_map == 1].sum() > 100 and not changed[label_map != 1].any()
+    rows, columns = np.nonzero(changed)
+    assert abs(rows.mean() - 60) < 6 and abs(columns.mean() - 80) < 12
+    # light letters with a dark rim, legible on any colour
+    assert (names[changed].min(-1) > 200).any() and (names[changed].max(-1) < 60).any()
+    with pytest.raises(ValueError, match="does not match"):
+        name_segments(overlay, label_map[:-1], {1: "person"})
+
+
+def test_a_name_that_would_cover_another_is_left_out():
+    label_map = np.ones((100, 100), np.int32)
+    label_map[:, 45:] = 2  # the wider segment is named first; the other's name would run into it
+    overlay = np.zeros((100, 100, 3), np.uint8)
+    names = {1: "a long name", 2: "another long name"}
+    both = name_segments(overlay, label_map, names)
+    assert np.array_equal(both, name_segments(overlay, label_map, {2: names[2]}))
+    assert (name_segments(overlay, label_map, {1: names[1]})[:, :45] != 0).any()

@@ -2,10 +2,12 @@
 text prompts over its masks."""
 
 from semsam.automatic.generator import MaskGenerator
-from semsam.automatic.hierarchy import CONTAINMENT_THRESHOLD, GeneratedMask, level_label_maps, link_tree
+from semsam.automatic.hierarchy import (
+    CONTAINMENT_THRESHOLD, GeneratedMask, MaskName, level_label_maps, link_tree, mask_names,
+)
 from semsam.automatic.text_prompt import TextMatch, TextPrompter, TextResult, parse_text_prompt
 
 __all__ = [
-    "CONTAINMENT_THRESHOLD", "GeneratedMask", "MaskGenerator", "TextMatch", "TextPrompter", "TextResult", "level_label_maps",
-    "link_tree", "parse_text_prompt",
+    "CONTAINMENT_THRESHOLD", "GeneratedMask", "MaskGenerator", "MaskName", "TextMatch", "TextPrompter", "TextResult",
+    "level_label_maps", "link_tree", "mask_names", "parse_text_prompt",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ from semsam.predictor import MaskLabel
 
 # A mask's parent must cover at least this fraction of the mask's own area.
 CONTAINMENT_THRESHOLD = 0.9
+# Joins the names along a path of the whole/part tree: "person > hair".
+PATH_SEPARATOR = " > "
 
 
 @dataclass
@@ -67,6 +69,19 @@ class GeneratedMask:
             "parent": self.parent,
             "children": list(self.children),
         }
+
+
+@dataclass(frozen=True)
+class MaskName:
+    """What a labelled mask is called in the whole/part tree.
+
+    `kind` is "object" (`name` is the label's object) or "part" (`name` is the label's part); `path` names the
+    part with the wholes it belongs to, e.g. "person > hair".
+    """
+
+    kind: Literal["object", "part"]
+    name: str
+    path: str
 
 
 def link_tree(masks: list[GeneratedMask], rles: list[dict[str, Any]], threshold: float = CONTAINMENT_THRESHOLD) -> None:
@@ -126,3 +141,31 @@ def level_label_maps(masks: list[GeneratedMask], height: int, width: int) -> dic
         label_map = maps.setdefault(mask.level, np.zeros((height, width), np.int32))
         label_map[mask.mask()] = mask.id + 1
     return dict(sorted(maps.items()))
+
+
+def mask_names(masks: list[GeneratedMask]) -> list[MaskName | None]:
+    """Names every labelled mask from its label and its place in the whole/part tree.
+
+    A mask names its object when it has no parent or its object differs from its parent's (a new thing inside
+    another, such as a dog in front of a house); otherwise it is a part of its parent's object and names its
+    part, and its path extends the parent's ("person > hair"), without repeating a name the parent already gave.
+
+    Args:
+        masks: generated masks linked by `link_tree`; `id` must equal the list index.
+
+    Returns:
+        One name per mask, None for masks without a label.
+    """
+    names: list[MaskName | None] = [None] * len(masks)
+    # Parents are always of a coarser level, so they are named before their children.
+    for mask in sorted(masks, key=lambda m: -m.level):
+        if mask.label is None:
+            continue
+        parent = None if mask.parent is None else masks[mask.parent]
+        above = None if parent is None else names[parent.id]
+        if above is None or parent.label.object != mask.label.object:
+            names[mask.id] = MaskName(kind="object", name=mask.label.object, path=mask.label.object)
+        else:
+            path = above.path if above.name == mask.label.part else above.path + PATH_SEPARATOR + mask.label.part
+            names[mask.id] = MaskName(kind="part", name=mask.label.part, path=path)
+    return names

@@ -19,12 +19,21 @@ of its area): a whole/part tree.
 
 For each image STEM, writes to --out:
   STEM.json                      SA-1B style annotations (COCO RLE, bbox XYWH, area, predicted_iou,
-                                 stability_score, point_coords, crop_box, level); file_name is the image's
+                                 stability_score, point_coords, crop_box, level, label, parent, children;
+                                 label: object and part names, null without trained heads); file_name is the image's
                                  path relative to this JSON. `semsam train` reads this layout (image next to
                                  STEM.json: use --out = the image folder for that).
   STEM/overlay_level{L}.png      every mask of level L, one colour each, non-overlapping
-  STEM/tree.json                 the whole/part tree
+  STEM/tree.json                 the whole/part tree; with labels, each node's label, name and path
+                                 ("person > hair": a mask names its part when its parent is the same object)
   STEM/coco.json                 COCO-format annotations, one category per level
+
+With --labels (a model whose object/part heads were trained, such as the embedded default), also:
+  STEM/panoptic_level{L}.png     COCO panoptic segment map of level L: id = R + 256 G + 256^2 B = 1 + mask id,
+                                 0 = no mask; non-overlapping (where masks overlap, the smaller one shows)
+  STEM/panoptic.json             COCO panoptic annotations, one "image" per level (image_id = level);
+                                 categories: the object names (ids 1..N), then the part names (N+1..N+M)
+and each overlay writes the names of the masks wide enough to hold them.
 
 On a folder, images whose STEM.json exists are skipped, so a stopped run continues where it was; files are
 written atomically and STEM.json last, so a killed run loses at most the image it was working on.
@@ -32,6 +41,7 @@ written atomically and STEM.json last, so a killed run loses at most the image i
 examples:
   semsam everything semsam/assets/example.jpg --out everything_out
   semsam everything photos/ --levels 1,3,6 --out annotations
+  semsam everything photo.jpg --labels --objects "person,dog,car" --parts "head,hair,wheel"
   semsam everything photos/ --out photos --points-per-side 16      # SA-1B layout, JSON beside each image
   semsam everything photo.jpg --model sam_vit_b --checkpoint sam_vit_b_01ec64.pth \\
       --pred-iou-thresh 0.88 --stability-thresh 0.95 --match-sam   # SAM's own mask set"""
@@ -57,6 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep masks with predicted IoU > T (default: 0.4, for the embedded model; SAM: 0.88)")
     parser.add_argument("--stability-thresh", type=float, default=0.3, metavar="T",
                         help="keep masks with stability score >= T (default: 0.3, for the embedded model; SAM: 0.95)")
+    parser.add_argument("--labels", action="store_true",
+                        help="name every mask (object and part): names in the tree and on the overlays, and COCO "
+                        "panoptic files; needs a model with trained object/part heads")
+    parser.add_argument("--objects", metavar="NAMES",
+                        help='object vocabulary, comma-separated, e.g. "person,dog" (default: the names the model was '
+                        "trained on)")
+    parser.add_argument("--parts", metavar="NAMES",
+                        help='part vocabulary, comma-separated, e.g. "head,wheel" (default: the names the model was '
+                        "trained on)")
     parser.add_argument("--match-sam", action="store_true",
                         help="give SAM's SamAutomaticMaskGenerator's mask set: NMS across levels, stability judged "
                         "at full resolution (slower)")
@@ -114,11 +133,17 @@ def run(args: argparse.Namespace) -> int:
     if not todo:
         print(f"nothing to do: all {len(images)} image(s) have results in {out}")
         return 0
-    _progress(f"loading model {args.checkpoint or args.model or DEFAULT_MODEL} ...")
+    model_name = args.checkpoint or args.model or DEFAULT_MODEL
+    _progress(f"loading model {model_name} ...")
     model = load_model(args.model, checkpoint=args.checkpoint)
     generator = MaskGenerator(model, levels=levels, points_per_side=args.points_per_side, output_mode="coco_rle",
                               pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_thresh,
-                              match_sam=args.match_sam)
+                              match_sam=args.match_sam, objects=args.objects, parts=args.parts)
+    if args.labels and not generator.predictor.labels_available:
+        raise ValueError(f"--labels: the object/part heads of {model_name} were never trained, so its masks have no "
+                         "names; leave out --model and --checkpoint to use the embedded default, or give a "
+                         "checkpoint trained on data with object/part classes")
+    vocabulary = generator.predictor.vocabulary if args.labels else None
     failed: list[str] = []
     for image_path in tqdm(todo, desc="segmenting everything", unit="image", disable=len(todo) == 1):
         json_path = out / f"{image_path.stem}.json"
@@ -132,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         masks = generator.generate(image)
         written = write_image_outputs(masks, image, image_path, json_path, image_id=images.index(image_path) + 1,
-                                      containment_threshold=generator.containment_threshold)
+                                      containment_threshold=generator.containment_threshold, vocabulary=vocabulary)
         if len(todo) == 1:
             roots = sum(mask.parent is None for mask in masks)
             print(f"{len(masks)} masks ({roots} roots of the whole/part tree); wrote {', '.join(map(str, written))}")

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from semsam import __version__
-from semsam.automatic import MaskGenerator, TextPrompter, TextResult
+from semsam.automatic import MaskGenerator, TextPrompter, TextResult, mask_names
 from semsam.build import ASSETS
 from semsam.io import mask_to_rle
 from semsam.modeling import SemanticSam
@@ -162,7 +162,9 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
             image_id, lambda predictor: generator.generate(image, predictor=predictor),
             objects=request_body.objects, parts=request_body.parts)
         masks = await request.app.state.runner.run(work)
-        return EverythingResponse(levels=levels, masks=[mask.to_sa1b() for mask in masks])
+        named = [{"name": None, "path": None} if name is None else {"name": name.name, "path": name.path}
+                 for name in mask_names(masks)]
+        return EverythingResponse(levels=levels, masks=[mask.to_sa1b() | names for mask, names in zip(masks, named)])
 
     @app.post("/api/images/{image_id}/text", response_model=TextResponse, responses=ERRORS,
               summary="The masks a phrase names, ranked; alone or with clicks and/or a box")

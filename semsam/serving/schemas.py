@@ -131,6 +131,9 @@ class EverythingMask(BaseModel):
     stability_score: float
     point_coords: list[tuple[float, float]] = Field(description="the grid click that gave this mask")
     label: MaskLabelOut | None
+    name: str | None = Field(description="what the whole/part tree calls the mask: its object, or its part when it "
+                             "lies in a mask of the same object; null without a label")
+    path: str | None = Field(description='the name with the wholes it is part of, e.g. "person > hair"')
     parent: int | None = Field(description="id of the smallest coarser-level mask containing this one")
     children: list[int]
 

@@ -12,6 +12,7 @@ const state = {
   points: [], labels: [], box: null, drag: null,
   result: null, masks: [], level: 0,
   mode: "prompt", everything: null, everythingLayers: [], everythingLevel: 1, treeSelected: null,
+  everythingNames: [],
 };
 
 function setStatus(text, isError = false) {
@@ -57,8 +58,11 @@ function everythingShown() {
 function drawStage() {
   if (!state.bitmap) return;
   context.drawImage(state.bitmap, 0, 0);
+  state.everythingNames = [];
   if (state.mode === "everything") {
-    for (const mask of everythingShown()) context.drawImage(state.everythingLayers[mask.id], 0, 0);
+    const shown = everythingShown();
+    for (const mask of shown) context.drawImage(state.everythingLayers[mask.id], 0, 0);
+    drawNames(shown);
     return;
   }
   if (state.masks[state.level]) context.drawImage(state.masks[state.level].layer, 0, 0);
@@ -75,6 +79,42 @@ function drawStage() {
     context.lineWidth = Math.max(2, canvas.width / 300);
     context.strokeStyle = "#1f6feb";
     context.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+  }
+}
+
+// The names of the masks on show, each at the middle of its visible pixels (at its grid click when the middle
+// shows another mask), largest first; names that their mask cannot hold or that would cover another are left out.
+function drawNames(shown) {
+  if (!shown.some((mask) => mask.name)) return;
+  const width = canvas.width, owner = new Int32Array(width * canvas.height).fill(-1);
+  // Largest first, as drawn: where masks overlap, the smaller one shows.
+  shown.forEach((mask, index) => decodeRle(mask.segmentation).data.forEach((v, i) => { if (v) owner[i] = index; }));
+  const sums = new Float64Array(3 * shown.length);
+  owner.forEach((index, i) => {
+    if (index < 0) return;
+    sums[3 * index] += 1; sums[3 * index + 1] += i % width; sums[3 * index + 2] += Math.floor(i / width);
+  });
+  const size = 13 * width / (canvas.getBoundingClientRect().width || width);
+  Object.assign(context, { font: `600 ${size}px system-ui, sans-serif`, textAlign: "center",
+                           textBaseline: "middle", lineWidth: size / 4, lineJoin: "round",
+                           strokeStyle: "rgba(0, 0, 0, 0.85)", fillStyle: "#fff" });
+  const taken = [];
+  const order = shown.map((_, index) => index).sort((a, b) => sums[3 * b] - sums[3 * a]);
+  for (const index of order) {
+    const mask = shown[index], count = sums[3 * index];
+    if (!mask.name || count < 9 * size * size) continue;
+    const middle = [sums[3 * index + 1] / count, sums[3 * index + 2] / count].map(Math.floor);
+    const [px, py] = owner[middle[1] * width + middle[0]] === index ? middle : mask.point_coords[0].map(Math.floor);
+    if (owner[py * width + px] !== index) continue;
+    // Moved in from the image's sides, so that a name is never cut.
+    const half = context.measureText(mask.name).width / 2 + size / 4;
+    const x = Math.min(Math.max(px, half), width - half), y = Math.min(Math.max(py, size), canvas.height - size);
+    const box = [x - half, y - 0.7 * size, x + half, y + 0.7 * size];
+    if (taken.some((t) => box[0] < t[2] && t[0] < box[2] && box[1] < t[3] && t[1] < box[3])) continue;
+    taken.push(box);
+    context.strokeText(mask.name, x, y);
+    context.fillText(mask.name, x, y);
+    state.everythingNames.push({ id: mask.id, name: mask.name, x, y });
   }
 }
 
@@ -347,9 +387,15 @@ function renderTree() {
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = maskColor(id);
-      const label = mask.label ? ` · ${mask.label.object} / ${mask.label.part}` : "";
       node.append(swatch, `#${id} level ${mask.level} · ${(100 * mask.area / total).toFixed(1)}% · `
-        + `IoU ${mask.predicted_iou.toFixed(2)}${label}`);
+        + `IoU ${mask.predicted_iou.toFixed(2)}`);
+      if (mask.path) {
+        const name = document.createElement("span");
+        name.className = "name";
+        name.textContent = mask.path;
+        name.title = labelText(mask.label);
+        node.append(" · ", name);
+      }
       node.addEventListener("click", () => {
         Object.assign(state, { mode: "everything", treeSelected: state.treeSelected === id ? null : id });
         renderTree();
@@ -420,7 +466,9 @@ for (const id of ["objects", "parts"]) $(id).addEventListener("change", () => { 
     $("model-info").textContent = `model ${state.info.model} · ${state.info.levels} levels`
       + (state.info.labels_available ? "" : " · labels unavailable (heads untrained)");
     $("everything-note").textContent = "Clicks on a grid over the whole image; the slider picks the level shown, "
-      + "the tree nests each mask under the smallest coarser mask that contains it (click a node to show it).";
+      + "the tree nests each mask under the smallest coarser mask that contains it (click a node to show it)."
+      + (state.info.labels_available ? " Each mask is named by its object, or by its part when it lies in a mask "
+        + "of the same object (person > hair)." : "");
     $("points-per-side").max = state.info.limits.max_points_per_side;
     if (!state.info.labels_available) {
       $("text").disabled = true;
