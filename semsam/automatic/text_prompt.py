@@ -23,9 +23,10 @@ from semsam.text import TextEncoder
 MIN_RELEVANCE = 0.35
 # Softmax temperature that spreads a phrase over vocabulary names by cosine: "puppy" lands almost wholly on "dog".
 NAME_TEMPERATURE = 0.05
-# Calibrated on the training splits of COCO-MVal and CCP (`semsam eval text --split train`, see docs/evaluation.md):
-# the score that best separates names present in an image from absent ones for the embedded default.
-DEFAULT_SCORE_THRESHOLD = 0.1
+# Calibrated for the embedded default on training splits (`semsam eval text --split train`, docs/evaluation.md):
+# the scores that best separate names present in an image from absent ones, objects on COCO-MVal, parts on CCP.
+# Object probabilities spread over more names and run lower than part ones, hence two thresholds.
+DEFAULT_THRESHOLDS = {"object": 0.03, "part": 0.15}
 # Candidates overlapping a better-ranked one by more than this mask IoU are the same answer at another level.
 DUPLICATE_IOU = 0.8
 OBJECT_LEVELS = (3, 4, 5, 6)
@@ -122,7 +123,8 @@ class TextPrompter:
 
     Args:
         model: a `SemanticSam` whose object/part heads were trained.
-        score_threshold: masks scoring below this are no match.
+        thresholds: {"object": t, "part": t}: masks scoring below the threshold of the phrase's kind are no match
+            (a part of an object: the geometric mean of both); default: `DEFAULT_THRESHOLDS`.
         object_levels: levels searched for an object name.
         part_levels: levels searched for a part name.
         points_per_side: prompt grid of the automatic candidates.
@@ -140,7 +142,7 @@ class TextPrompter:
         self,
         model: torch.nn.Module,
         *,
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        thresholds: dict[str, float] | None = None,
         object_levels: Sequence[int] = OBJECT_LEVELS,
         part_levels: Sequence[int] = PART_LEVELS,
         points_per_side: int = 16,
@@ -153,14 +155,15 @@ class TextPrompter:
         if semantic is None or not semantic.trained:
             raise ValueError("text prompts need a model with trained object/part heads (this one has none); use "
                              "the embedded default (semsam.load_model()) or a checkpoint trained with labels")
-        if not 0 <= score_threshold <= 1:
-            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        thresholds = dict(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
+        if set(thresholds) != {"object", "part"} or not all(0 <= t <= 1 for t in thresholds.values()):
+            raise ValueError(f'thresholds must be {{"object": t, "part": t}} with each t in [0, 1], got {thresholds}')
         if max_matches < 1:
             raise ValueError(f"max_matches must be at least 1, got {max_matches}")
         self.generator = MaskGenerator(model, levels=sorted(set(object_levels) | set(part_levels)),
                                        points_per_side=points_per_side, output_mode="coco_rle",
                                        objects=objects, parts=parts)
-        self.score_threshold = score_threshold
+        self.thresholds = thresholds
         self.object_levels = tuple(object_levels)
         self.part_levels = tuple(part_levels)
         self.max_matches = max_matches
@@ -205,7 +208,7 @@ class TextPrompter:
                              f"{rgb.shape[:2]}: call predictor.set_image(image) first, or pass no predictor")
         names = self.resolve(query, predictor.vocabulary)
         if (weak := [name for name in names if name.relevance < MIN_RELEVANCE]):
-            return TextResult(query=query, names=names, matches=[], threshold=self.score_threshold,
+            return TextResult(query=query, names=names, matches=[], threshold=self.threshold(names),
                               reason=_unknown_reason(weak[0]))
         spatial = points is not None or box is not None
         candidates = (_prompt_candidates(predictor, points, labels, box) if spatial
@@ -253,9 +256,10 @@ class TextPrompter:
     def rank(self, query: TextQuery, names: list[NameMatch], candidates: list[GeneratedMask]) -> TextResult:
         """Scores candidates against resolved names and keeps the distinct ones above the threshold, best first."""
         scored = self.score(names, candidates)
+        threshold = self.threshold(names)
         kept: list[tuple[float, GeneratedMask]] = []
         for score, mask in scored:
-            if score < self.score_threshold or len(kept) == self.max_matches:
+            if score < threshold or len(kept) == self.max_matches:
                 break
             if not kept or _max_iou(mask, [m for _, m in kept]) <= DUPLICATE_IOU:
                 kept.append((score, mask))
@@ -266,8 +270,13 @@ class TextPrompter:
         if not matches:
             best = f"{scored[0][0]:.3f}" if scored else "no candidate mask"
             reason = (f"no mask matches {query.text!r}: the best score is {best}, below the threshold "
-                      f"{self.score_threshold}")
-        return TextResult(query=query, names=names, matches=matches, threshold=self.score_threshold, reason=reason)
+                      f"{threshold:.3f}")
+        return TextResult(query=query, names=names, matches=matches, threshold=threshold, reason=reason)
+
+    def threshold(self, names: list[NameMatch]) -> float:
+        """The score a match for these names needs: its kind's threshold, or for a part of an object the geometric
+        mean of both (as its score is)."""
+        return float(np.prod([self.thresholds[name.vocabulary] for name in names]) ** (1 / len(names)))
 
     def _match(self, phrase: str, vocabulary: str, names: list[str]) -> NameMatch:
         phrase_embedding = self._encoder.encode([phrase])[0]

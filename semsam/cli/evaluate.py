@@ -53,8 +53,8 @@ text: every labelled object or part mask covering >= 0.5% of its image is looked
 text prompt (`semsam segment --text`), on the automatic candidates of its image. Reported: mean_top_iou (IoU
 of the top-ranked mask with the instance, best over the image's instances of that class), top_hit_rate
 (that IoU >= 0.5), class_first_rate (the best-matching candidate scores its own class above every other name
-of the data set); and detection of names present vs absent in each image at the text threshold:
-found_rate, rejected_rate, detection_auc, best_threshold (calibrate --text-threshold on a train split).
+of its kind); and per kind (object, part), detection of names present vs absent in each image at the text
+threshold: found_rate, rejected_rate, auc, best_threshold (calibrate the thresholds on a train split).
 
 examples:
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
@@ -90,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", help="interactive: the image folder of a folder layout, if not under --root")
     parser.add_argument("--grabcut", action="store_true", help="interactive: also run OpenCV's GrabCut baseline")
     parser.add_argument("--text-threshold", type=float, metavar="T",
-                        help="text: score below which a name is not found (default: the text prompter's)")
+                        help="text: score below which a name is not found, for objects and parts alike (default: "
+                        "the text prompter's calibrated ones)")
     parser.add_argument("--out", help="also write the metrics as JSON to this file (interactive: to this folder, "
                                       "with the plot)")
     parser.set_defaults(func=run)
@@ -145,7 +146,7 @@ def text_prompter(model: torch.nn.Module, threshold: float | None) -> TextPrompt
     """A text prompter for `model` at `threshold` (None: the default)."""
     from semsam.automatic.text_prompt import TextPrompter
 
-    return TextPrompter(model) if threshold is None else TextPrompter(model, score_threshold=threshold)
+    return TextPrompter(model, thresholds=None if threshold is None else {"object": threshold, "part": threshold})
 
 
 def open_dataset(args: argparse.Namespace) -> SegmentationDataset:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from semsam.cli.arguments import add_vocabulary_arguments
 from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -70,12 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", action="store_true",
                         help="name every mask (object and part): names in the tree and on the overlays, and COCO "
                         "panoptic files; needs a model with trained object/part heads")
-    parser.add_argument("--objects", metavar="NAMES",
-                        help='object vocabulary, comma-separated, e.g. "person,dog" (default: the names the model was '
-                        "trained on)")
-    parser.add_argument("--parts", metavar="NAMES",
-                        help='part vocabulary, comma-separated, e.g. "head,wheel" (default: the names the model was '
-                        "trained on)")
+    add_vocabulary_arguments(parser)
     parser.add_argument("--match-sam", action="store_true",
                         help="give SAM's SamAutomaticMaskGenerator's mask set: NMS across levels, stability judged "
                         "at full resolution (slower)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from semsam.cli.arguments import add_vocabulary_arguments
 from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
 
 if TYPE_CHECKING:
@@ -56,20 +57,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help='find what the phrase names: "dog", "person:hair" (see above); with --point/--box, '
                         "among that prompt's masks")
     parser.add_argument("--text-threshold", type=float, metavar="T",
-                        help="--text: masks scoring below T are no match (default: calibrated for the embedded "
-                        "model, see docs/evaluation.md)")
+                        help="--text: masks scoring below T are no match, objects and parts alike (default: "
+                        "calibrated for the embedded model, see docs/evaluation.md)")
     parser.add_argument("--out", default="semsam_out", metavar="DIR", help="output folder (default: semsam_out)")
     parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
                         f"(default: the checkpoint's own, else the embedded {DEFAULT_MODEL})")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="semsam safetensors checkpoint, or an official .pth with --model (default: the model's "
                         "embedded weights, or its official release downloaded into ~/.cache/semsam/checkpoints)")
-    parser.add_argument("--objects", metavar="NAMES",
-                        help='object names to label masks with, comma-separated, e.g. "person,dog" (default: what '
-                        "the model was trained on; ignored when its heads were never trained)")
-    parser.add_argument("--parts", metavar="NAMES",
-                        help='part names to label masks with, comma-separated, e.g. "head,leg" '
-                        "(default and caveat as for --objects)")
+    add_vocabulary_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -164,12 +160,12 @@ def run(args: argparse.Namespace) -> int:
 def run_text(args: argparse.Namespace, model: torch.nn.Module, image: np.ndarray, points: list, labels: list[int],
              box: tuple[float, ...] | None, out: Path) -> int:
     """`--text`: the matches ranked, their overlay, masks and result.json; or why nothing matches."""
-    from semsam.automatic.text_prompt import DEFAULT_SCORE_THRESHOLD, TextPrompter
+    from semsam.automatic.text_prompt import TextPrompter
     from semsam.io import mask_to_rle, write_json_atomic, write_png_atomic
     from semsam.visualize import granularity_panels
 
-    threshold = DEFAULT_SCORE_THRESHOLD if args.text_threshold is None else args.text_threshold
-    prompter = TextPrompter(model, score_threshold=threshold, objects=args.objects, parts=args.parts)
+    thresholds = None if args.text_threshold is None else {"object": args.text_threshold, "part": args.text_threshold}
+    prompter = TextPrompter(model, thresholds=thresholds, objects=args.objects, parts=args.parts)
     _progress(f"looking for {args.text!r} in the {image.shape[1]}x{image.shape[0]} image ...")
     spatial = bool(points) or box is not None
     result = prompter.predict(image, args.text, points=points if points else None,

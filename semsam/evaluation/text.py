@@ -16,29 +16,41 @@ HIT_IOU = 0.5
 
 
 @dataclass(frozen=True)
+class Detection:
+    """Does a name's top score tell whether it is in the image? For every image and every class name of one kind
+    (object or part) of the data set, the top score decides "found" or "nothing matches".
+
+    `found_rate` is the share of present names found at `threshold`, `rejected_rate` the share of absent names
+    answered "nothing matches", `auc` the probability that a present name outscores an absent one, and
+    `best_threshold` the score with the highest balanced accuracy (mean of the two rates) on this split.
+    """
+
+    found_rate: float
+    rejected_rate: float
+    auc: float | None
+    threshold: float
+    best_threshold: float | None
+    best_balanced_accuracy: float | None
+    present: int
+    absent: int
+
+
+@dataclass(frozen=True)
 class TextMetrics:
     """Text-to-mask figures over every labelled instance (or part) covering >= 0.5% of its image.
 
     `mean_top_iou` is the mean IoU of the top-ranked mask for the instance's class name with the instance (the
     best over the image's instances of that class, which the name cannot tell apart); `top_hit_rate` is the
     share where that IoU is >= 0.5. `class_first_rate` is the share of instances whose best-matching candidate
-    scores its own class highest among the data set's names. Detection: for every image and every class name
-    of the data set, the top score decides "found" or "nothing matches"; `found_rate` is the share of present
-    names found at `threshold`, `rejected_rate` the share of absent names answered "nothing matches",
-    `detection_auc` the probability that a present name outscores an absent one, and `best_threshold` the
-    score with the highest balanced accuracy (mean of the two rates) on this split. Where a data set labels only
-    some instances (COCO-MVal), some "absent" names are present and unlabelled, so rejection reads low.
+    scores its own class highest among the data set's names of its kind. `detection` has, per kind with names,
+    how well top scores tell present names from absent ones. Where a data set labels only some instances
+    (COCO-MVal), some "absent" names are present and unlabelled, so rejection reads low.
     """
 
     mean_top_iou: float
     top_hit_rate: float
     class_first_rate: float
-    found_rate: float
-    rejected_rate: float
-    detection_auc: float | None
-    threshold: float
-    best_threshold: float | None
-    best_balanced_accuracy: float | None
+    detection: dict[str, Detection]
     instances: int
     images: int
 
@@ -63,7 +75,9 @@ def evaluate_text(
     queries = {("object", name): TextQuery(text=name, object=name, part=None) for name in dataset.object_names or ()}
     queries |= {("part", name): TextQuery(text=name, object=name, part=None) for name in dataset.part_names or ()}
     names = {key: prompter.resolve(query, vocabulary) for key, query in queries.items()}
-    top_ious, hits, class_first, present, absent = [], [], [], [], []
+    top_ious, hits, class_first = [], [], []
+    present: dict[str, list[float]] = {"object": [], "part": []}
+    absent: dict[str, list[float]] = {"object": [], "part": []}
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     images = 0
     for index in tqdm(range(count), desc="evaluating text prompts", unit="image", disable=not progress):
@@ -76,7 +90,8 @@ def evaluate_text(
         candidates = prompter.generator.generate(record.image, predictor=prompter.predictor)
         ranked = {key: prompter.score(match, candidates) for key, match in names.items()}
         for key, scored in ranked.items():
-            (present if any(t[1] == key for t in targets) else absent).append(scored[0][0] if scored else 0.0)
+            pool = present if any(t[1] == key for t in targets) else absent
+            pool[key[0]].append(scored[0][0] if scored else 0.0)
         for mask_index, key in targets:
             same_class = [record.masks[m] for m, other in targets if other == key]
             scored = ranked[key]
@@ -84,16 +99,22 @@ def evaluate_text(
             top_ious.append(top_iou)
             hits.append(top_iou >= HIT_IOU)
             class_first.append(_class_first(ranked, key, record.masks[mask_index]))
-    present_scores, absent_scores = np.array(present), np.array(absent)
-    best = _best_threshold(present_scores, absent_scores)
     return TextMetrics(
         mean_top_iou=_mean(top_ious), top_hit_rate=_mean(hits), class_first_rate=_mean(class_first),
-        found_rate=_mean(present_scores >= prompter.score_threshold),
-        rejected_rate=_mean(absent_scores < prompter.score_threshold),
-        detection_auc=(float(mannwhitneyu(present_scores, absent_scores).statistic / (len(present) * len(absent)))
-                       if present and absent else None),
-        threshold=prompter.score_threshold, best_threshold=best[0], best_balanced_accuracy=best[1],
+        detection={kind: _detection(np.array(present[kind]), np.array(absent[kind]), prompter.thresholds[kind])
+                   for kind in ("object", "part") if present[kind] or absent[kind]},
         instances=len(top_ious), images=images,
+    )
+
+
+def _detection(present: np.ndarray, absent: np.ndarray, threshold: float) -> Detection:
+    best = _best_threshold(present, absent)
+    return Detection(
+        found_rate=_mean(present >= threshold), rejected_rate=_mean(absent < threshold),
+        auc=(float(mannwhitneyu(present, absent).statistic / (len(present) * len(absent)))
+             if len(present) and len(absent) else None),
+        threshold=threshold, best_threshold=best[0], best_balanced_accuracy=best[1],
+        present=len(present), absent=len(absent),
     )
 
 
