@@ -4,9 +4,10 @@ usage: python -m benchmarks.model_targets [--checkpoint PATH] [--data ../shared/
            [--skip interactive] [--out results.json]
 
 Runs the library's evaluators (the protocols of `semsam eval click`, `semsam eval labels` and
-`semsam eval interactive`): 1-click best-of-K mIoU on BSDS500 and COCO-MVal, label accuracy of the
-best-matching mask on COCO-MVal (objects), CamVid (objects) and CCP (parts) with chance levels, and NoC@85/90
-on COCO-MVal. Prints each figure beside its target.
+`semsam eval interactive`, `semsam eval text`): 1-click best-of-K mIoU on BSDS500 and COCO-MVal, label
+accuracy of the best-matching mask on COCO-MVal (objects), CamVid (objects) and CCP (parts) with chance levels,
+NoC@85/90 on COCO-MVal, and text-to-mask on COCO-MVal and CCP. Prints each figure beside its target (text-to-mask
+has none yet: its figures are printed as measured).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ TARGETS = {
     "coco_mval_interactive.noc85": (5.0, False), "coco_mval_interactive.noc90": (8.0, False),
     "bsds500.seconds_per_image": (0.1, False), "bsds500.ms_per_click": (10.0, False),
 }
+TEXT_FIGURES = ("coco_mval_text.mean_top_iou", "coco_mval_text.top_hit_rate", "coco_mval_text.class_first_rate",
+                "ccp_text.mean_top_iou", "ccp_text.top_hit_rate", "ccp_text.class_first_rate")
 SOURCES = {  # name -> (dataset kind, folder under --data)
     "bsds500": ("bsds500", "bsds500"), "coco_mval": ("coco", "coco_mval"), "ccp": ("coco_parts", "ccp"),
     "camvid": ("coco", "camvid"),
@@ -51,7 +54,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="folder holding bsds500/, coco_mval/, ccp/, camvid/")
     parser.add_argument("--split", default="val")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N images of each set")
-    parser.add_argument("--skip", action="append", default=[], choices=["interactive", "labels", "click"])
+    parser.add_argument("--skip", action="append", default=[], choices=["interactive", "labels", "click", "text"])
     parser.add_argument("--out", help="write all figures as JSON here")
     args = parser.parse_args()
     data = Path(args.data)
@@ -66,6 +69,13 @@ def main() -> None:
         for name in ("coco_mval", "camvid", "ccp"):
             metrics = evaluate_labels(Predictor(model), dataset(data, name, args.split), max_images=args.max_images)
             results[f"{name}_labels"] = asdict(metrics)
+    if "text" not in args.skip and model.semantic.trained:
+        from semsam.automatic.text_prompt import TextPrompter
+        from semsam.evaluation.text import evaluate_text
+
+        for name in ("coco_mval", "ccp"):
+            metrics = evaluate_text(TextPrompter(model), dataset(data, name, args.split), max_images=args.max_images)
+            results[f"{name}_text"] = asdict(metrics)
     if "interactive" not in args.skip:
         from semsam.data.benchmarks import RecordBenchmark
         from semsam.evaluation.interactive import evaluate_interactive
@@ -82,6 +92,10 @@ def main() -> None:
         if value is not None:
             met = value >= target if higher else value <= target
             print(f"{figure:40s} {value:8.3f}  target {'>=' if higher else '<='} {target}  {'met' if met else 'MISSED'}")
+    for figure in TEXT_FIGURES:
+        section, key = figure.split(".")
+        if section in results:
+            print(f"{figure:40s} {results[section][key]:8.3f}")
     if args.out:
         write_json_atomic(args.out, results)
 

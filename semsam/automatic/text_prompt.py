@@ -26,7 +26,7 @@ NAME_TEMPERATURE = 0.05
 # Calibrated for the embedded default on training splits (`semsam eval text --split train`, docs/evaluation.md):
 # the scores that best separate names present in an image from absent ones, objects on COCO-MVal, parts on CCP.
 # Object probabilities spread over more names and run lower than part ones, hence two thresholds.
-DEFAULT_THRESHOLDS = {"object": 0.03, "part": 0.15}
+DEFAULT_THRESHOLDS = {"object": 0.04, "part": 0.09}
 # Candidates overlapping a better-ranked one by more than this mask IoU are the same answer at another level.
 DUPLICATE_IOU = 0.8
 OBJECT_LEVELS = (3, 4, 5, 6)
