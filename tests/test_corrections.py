@@ -87,3 +87,26 @@ def test_joint_training_with_corrections_runs_on_every_format_and_trains_labels(
     model = load_model(checkpoint=tmp_path / "run" / "final.safetensors")
     assert model.semantic.trained and model.semantic.objects == ["person", "dog", "cat"]
     assert model.semantic.parts == ["head", "torso", "tail"]
+
+
+def test_a_batch_without_any_mask_trains_to_zero_loss_with_corrections(small_model, small_config):
+    """A random crop can leave no mask in any image of a batch: every step kind must still give a finite loss."""
+    from semsam.data.prompts import prepare_batch
+    from semsam.data.records import SegmentationRecord
+    from semsam.training.losses import MultiChoiceLoss
+    from semsam.training.step import TrainingForward
+
+    empty = SegmentationRecord(image=np.zeros((64, 64, 3), np.uint8), masks=np.zeros((0, 64, 64), bool),
+                               object_classes=None, part_classes=None, image_id="empty")
+    batch = prepare_batch([empty, empty], image_size=64, size_divisibility=32, prompts_per_image=3,
+                          rng=np.random.default_rng(0))
+    forward = TrainingForward(model=small_model.train(), criterion=MultiChoiceLoss(num_points=64), object_text=None,
+                              part_text=None, precision="fp32")
+    try:
+        for feed_back, corrections in ((False, 0), (True, 0), (False, 2)):
+            losses = forward(batch.images.float(), batch.prompts, batch.targets, feed_back, corrections)
+            assert torch.isfinite(losses["total"]) and float(losses["total"].detach()) == 0.0
+            losses["total"].backward()
+    finally:
+        small_model.zero_grad(set_to_none=True)
+        small_model.eval()

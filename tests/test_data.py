@@ -291,5 +291,9 @@ def test_batches_are_reproducible_and_handle_images_without_masks() -> None:
     batch = prepare_batch([empty, hierarchy_record()], image_size=64, size_divisibility=32, prompts_per_image=4,
                           rng=np.random.default_rng(0))
     assert not batch.targets.valid[0].any() and batch.targets.valid[1].any(-1).all()
+    # A batch where no image has a mask left (a crop can miss them all) has targets that are all invalid.
+    nothing = prepare_batch([empty, empty], image_size=64, size_divisibility=32, prompts_per_image=4,
+                            rng=np.random.default_rng(0))
+    assert not nothing.targets.valid.any() and nothing.targets.boxes.abs().sum() == 0
     with pytest.raises(ValueError, match="at least one record"):
         prepare_batch([], image_size=64, size_divisibility=32, prompts_per_image=4, rng=np.random.default_rng(0))

@@ -292,7 +292,8 @@ def _prompt_batch(
 def _targets(views: list[AugmentedImage], simulated: list[_ImagePrompts], height: int, width: int) -> PromptTargets:
     batch, count = len(views), len(simulated[0].anchors)
     slots = max(1, max(len(t) for s in simulated for t in s.targets))
-    num_masks = max(len(v.masks) for v in views)
+    # At least one (empty) mask slot, so that a batch where no image has a mask left still gathers its targets.
+    num_masks = max(1, max(len(v.masks) for v in views))
     # np.zeros leaves untouched pages to the OS's zero pages, which is much faster than torch.zeros at this size.
     masks = torch.from_numpy(np.zeros((batch, num_masks, height, width), dtype=bool))
     mask_boxes_xyxy = np.zeros((batch, num_masks, 4))
