@@ -203,3 +203,13 @@ def test_any_text_either_parses_into_names_or_is_refused_with_a_value_error(text
 def test_bad_thresholds_are_refused(prompter, small_model, thresholds):
     with pytest.raises(ValueError, match="thresholds must be"):
         TextPrompter(small_model, thresholds=thresholds)
+
+
+def test_objects_rank_by_score_times_predicted_iou_and_parts_by_score(prompter):
+    ragged = candidate(0, 4, box_mask(0, 0, 20, 20), {"dog": 0.8}, {"head": 0.8}, iou=0.3)
+    clean = candidate(1, 3, box_mask(22, 22, 40, 40), {"dog": 0.7}, {"head": 0.7}, iou=0.9)
+    dogs = prompter.rank(*resolve(prompter, "dog"), [ragged, clean])
+    assert [m.predicted_iou for m in dogs.matches] == [0.9, 0.3]
+    assert [m.score for m in dogs.matches] == pytest.approx([0.7, 0.8], abs=0.01)  # the score stays the label's
+    heads = prompter.rank(*resolve(prompter, "head"), [ragged, clean])
+    assert [m.predicted_iou for m in heads.matches] == [0.3, 0.9]

@@ -91,7 +91,7 @@ def evaluate_text(
         ranked = {key: prompter.score(match, candidates) for key, match in names.items()}
         for key, scored in ranked.items():
             pool = present if any(t[1] == key for t in targets) else absent
-            pool[key[0]].append(scored[0][0] if scored else 0.0)
+            pool[key[0]].append(max((score for score, _ in scored), default=0.0))
         for mask_index, key in targets:
             same_class = [record.masks[m] for m, other in targets if other == key]
             scored = ranked[key]
