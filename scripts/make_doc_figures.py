@@ -3,6 +3,7 @@
 Writes to docs/images/ (small palette PNGs):
   segment_overlay.png    `semsam segment` on the example image, one click, the embedded default model
   everything_levels.png  `semsam everything --levels 1,3,6` on the example: the three level overlays
+  text_prompt.png        `semsam segment --text hair` and `--text person`: the top two matches of each, ranked
   web_demo.png           the web demo in headless Chromium after one click
   web_everything.png     the same page after "Segment everything"
   api_docs.png           /docs (Swagger UI) rendered with every outside request blocked
@@ -26,7 +27,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "semsam" / "assets" / "example.jpg"
-CLICK = (170, 385)
+CLICK = (225, 120)
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -129,13 +130,33 @@ def _shot(page) -> Path:  # noqa: ANN001 - a Playwright page
     return path
 
 
+def text_figure(out: Path) -> None:
+    from semsam import load_model, read_image
+    from semsam.automatic import TextPrompter
+    from semsam.visualize import granularity_panels
+
+    image = read_image(EXAMPLE)
+    prompter = TextPrompter(load_model(), max_matches=2)
+    matches, titles = [], []
+    for text in ("hair", "person"):
+        result = prompter.predict(image, text)
+        if not result.found:
+            raise SystemExit(f"the default model finds no {text!r} on the example: {result.reason}")
+        matches += result.matches
+        titles += [f"#{rank} {text!r} · score {m.score:.2f} · level {m.level}"
+                   for rank, m in enumerate(result.matches, start=1)]
+    figure = granularity_panels(image, [m.mask for m in matches], [m.score for m in matches],
+                                [m.label for m in matches], titles=titles, panel_size=320)
+    save_small(figure, out / "text_prompt.png", max_width=1000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["segment", "everything", "web"], help="make one group of pictures")
+    parser.add_argument("--only", choices=["segment", "everything", "text", "web"], help="make one group of pictures")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="output folder")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    makers = {"segment": segment_figure, "everything": everything_figure, "web": web_figures}
+    makers = {"segment": segment_figure, "everything": everything_figure, "text": text_figure, "web": web_figures}
     for name, make in makers.items():
         if args.only in (None, name):
             make(args.out)

@@ -44,9 +44,9 @@ def check_outputs(out: Path, image_size: tuple[int, int], labelled: bool = False
 
 
 def test_main_job_on_the_embedded_model(tmp_path, capsys):
-    assert main(["segment", str(EXAMPLE), "--point", "170,385", "--out", str(tmp_path)]) == 0
+    assert main(["segment", str(EXAMPLE), "--point", "225,120", "--out", str(tmp_path)]) == 0
     result = check_outputs(tmp_path, (512, 512), labelled=True)
-    assert result["prompts"] == {"points": [[170.0, 385.0]], "labels": [1], "box": None}
+    assert result["prompts"] == {"points": [[225.0, 120.0]], "labels": [1], "box": None}
     printed = capsys.readouterr().out
     assert "label" in printed and "person" in printed and "overlay.png" in printed
 

@@ -17,7 +17,7 @@ One click gives six masks, from the finest part to the whole object, each with a
 (and object/part labels when the model's classification heads were trained).
 
 examples:
-  semsam segment semsam/assets/example.jpg --point 170,385
+  semsam segment semsam/assets/example.jpg --point 225,120
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
   semsam train configs/joint_mobilenet.toml --data-root ~/datasets
   semsam eval click --dataset bsds500 --root data/bsds500 --split val

@@ -33,7 +33,7 @@ panel per match), match{i}.png and result.json. Needs a model with trained objec
 default has them).
 
 examples:
-  semsam segment semsam/assets/example.jpg --point 170,385
+  semsam segment semsam/assets/example.jpg --point 225,120
   semsam segment semsam/assets/example.jpg --text hair
   semsam segment semsam/assets/example.jpg --text person --point 225,120
   semsam segment photo.jpg --point 120,80 --negative 200,90
