@@ -260,7 +260,7 @@ class TextPrompter:
         return scored
 
     def rank(self, query: TextQuery, names: list[NameMatch], candidates: list[GeneratedMask]) -> TextResult:
-        """Scores candidates against resolved names and keeps the distinct ones above the threshold, best first."""
+        """Scores candidates against resolved names and keeps the distinct ones above the threshold, in ranking order."""
         scored = self.score(names, candidates)
         threshold = self.threshold(names)
         kept: list[tuple[float, GeneratedMask]] = []
@@ -306,9 +306,6 @@ def _prompt_candidates(predictor: Predictor, points: object, labels: object, box
             label=prediction.labels[k],
             label_probabilities=tuple(p[k] for p in prediction.label_probabilities),
         ))
-    # Within one prompt the masks nest by area, so each coarser mask stands in as a container.
-    for k, candidate in enumerate(candidates[:-1]):
-        candidate.parent = k + 1
     return candidates
 
 
