@@ -29,6 +29,15 @@ async function api(path, options) {
   return body;
 }
 
+// POSTs a JSON request about the current image, with the page's object and part vocabularies when given.
+function postImage(route, body) {
+  const objects = $("objects").value.trim(), parts = $("parts").value.trim();
+  const vocabulary = { ...(objects && { objects }), ...(parts && { parts }) };
+  return api(`/api/images/${state.imageId}/${route}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...body, ...vocabulary }),
+  });
+}
+
 // Distinct hues for the many masks of "segment everything" (golden-angle steps around the colour wheel).
 function maskColor(id) { return `hsl(${(id * 137.508) % 360}, 85%, 55%)`; }
 
@@ -153,15 +162,10 @@ async function predict() {
   drawStage();
   if (!state.points.length && !state.box) { state.result = null; state.masks = []; renderMasks(); return; }
   const body = { points: state.points, labels: state.labels, box: state.box };
-  const objects = $("objects").value.trim(), parts = $("parts").value.trim();
-  if (objects) body.objects = objects;
-  if (parts) body.parts = parts;
   setStatus("segmenting …");
   const started = performance.now();
   try {
-    const result = await api(`/api/images/${state.imageId}/predict`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
+    const result = await postImage("predict", body);
     state.result = result;
     state.masks = result.masks.map((rle, level) => (
       { rle, layer: maskLayer(decodeRle(rle), LEVEL_COLORS[level % LEVEL_COLORS.length]) }));
@@ -181,15 +185,10 @@ async function findText(event) {
   const text = $("text").value.trim();
   if (!text || !state.imageId) return;
   const body = { text, points: state.points, labels: state.labels, box: state.box };
-  const objects = $("objects").value.trim(), parts = $("parts").value.trim();
-  if (objects) body.objects = objects;
-  if (parts) body.parts = parts;
   setStatus(`looking for “${text}” …`);
   const started = performance.now();
   try {
-    const result = await api(`/api/images/${state.imageId}/text`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
+    const result = await postImage("text", body);
     const matches = result.matches;
     state.result = matches.length ? {
       masks: matches.map((m) => m.segmentation), scores: matches.map((m) => m.score),
@@ -332,16 +331,11 @@ function downloadJson() {
 
 async function segmentEverything() {
   const body = { points_per_side: Number($("points-per-side").value) };
-  const objects = $("objects").value.trim(), parts = $("parts").value.trim();
-  if (objects) body.objects = objects;
-  if (parts) body.parts = parts;
   $("run-everything").disabled = true;
   setStatus(`segmenting everything with a ${body.points_per_side}×${body.points_per_side} grid …`);
   const started = performance.now();
   try {
-    const result = await api(`/api/images/${state.imageId}/everything`, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-    });
+    const result = await postImage("everything", body);
     state.everything = result;
     state.everythingLayers = result.masks.map((m) => maskLayer(decodeRle(m.segmentation), maskColor(m.id)));
     // The click prompts and their mask cards belong to the previous view: clear them.
