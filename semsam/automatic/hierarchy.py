@@ -50,14 +50,17 @@ class GeneratedMask:
             return rle_to_mask(self.segmentation)
         return self.segmentation
 
+    def rle(self) -> dict[str, Any]:
+        """The mask as COCO RLE (counts as str), encoded from the bool array when needed."""
+        if isinstance(self.segmentation, dict):
+            return self.segmentation
+        return mask_to_rle(self.segmentation)
+
     def to_sa1b(self) -> dict[str, Any]:
         """The SA-1B annotation fields, plus `level` (and `label`, `parent`, `children`)."""
-        segmentation = self.segmentation
-        if not isinstance(segmentation, dict):
-            segmentation = mask_to_rle(segmentation)
         return {
             "id": self.id,
-            "segmentation": segmentation,
+            "segmentation": self.rle(),
             "bbox": [float(v) for v in self.bbox],
             "area": int(self.area),
             "predicted_iou": float(self.predicted_iou),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,22 @@ class TextResult:
     @property
     def found(self) -> bool:
         return bool(self.matches)
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer as JSON-ready data: the query, the names it was read as, and each match in COCO RLE."""
+        return {
+            "text": self.query.text,
+            "query": {"object": self.query.object, "part": self.query.part},
+            "names": [{"phrase": n.phrase, "vocabulary": n.vocabulary, "nearest": [list(p) for p in n.nearest]}
+                      for n in self.names],
+            "threshold": self.threshold,
+            "found": self.found,
+            "reason": self.reason,
+            "matches": [{"rank": rank, "score": m.score, "level": m.level, "predicted_iou": m.predicted_iou,
+                         "area": int(m.mask.sum()), "bbox": [float(v) for v in m.bbox],
+                         "segmentation": mask_to_rle(m.mask), "label": vars(m.label)}
+                        for rank, m in enumerate(self.matches, start=1)],
+        }
 
 
 def parse_text_prompt(text: str) -> TextQuery:
@@ -325,8 +342,8 @@ def _object_context(masks: list[GeneratedMask], candidates: list[GeneratedMask],
     containers = [c for c in candidates if c.label_probabilities is not None]
     if containers:
         # With every "ground truth" marked crowd, pycocotools divides the intersection by the first argument's area.
-        inside = np.asarray(mask_utils.iou(to_pycocotools([_rle(m) for m in masks]),
-                                           to_pycocotools([_rle(c) for c in containers]), [1] * len(containers)))
+        inside = np.asarray(mask_utils.iou(to_pycocotools([m.rle() for m in masks]),
+                                           to_pycocotools([c.rle() for c in containers]), [1] * len(containers)))
         container_scores = np.array([_mass(c, name) for c in containers])
         contained = inside.reshape(len(masks), len(containers)) >= CONTAINMENT_THRESHOLD
         context = np.maximum(context, np.where(contained, container_scores[None], 0).max(1))
@@ -334,12 +351,8 @@ def _object_context(masks: list[GeneratedMask], candidates: list[GeneratedMask],
 
 
 def _max_iou(mask: GeneratedMask, others: list[GeneratedMask]) -> float:
-    rles = to_pycocotools([_rle(m) for m in [mask, *others]])
+    rles = to_pycocotools([m.rle() for m in [mask, *others]])
     return float(np.max(mask_utils.iou(rles[:1], rles[1:], [0] * len(others))))
-
-
-def _rle(mask: GeneratedMask) -> dict:
-    return mask.segmentation if isinstance(mask.segmentation, dict) else mask_to_rle(mask.segmentation)
 
 
 def _unknown_reason(name: NameMatch) -> str:

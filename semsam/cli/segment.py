@@ -161,7 +161,7 @@ def run_text(args: argparse.Namespace, model: torch.nn.Module, image: np.ndarray
              box: tuple[float, ...] | None, out: Path) -> int:
     """`--text`: the matches ranked, their overlay, masks and result.json; or why nothing matches."""
     from semsam.automatic.text_prompt import TextPrompter
-    from semsam.io import mask_to_rle, write_json_atomic, write_png_atomic
+    from semsam.io import write_json_atomic, write_png_atomic
     from semsam.visualize import granularity_panels
 
     thresholds = None if args.text_threshold is None else {"object": args.text_threshold, "part": args.text_threshold}
@@ -183,19 +183,9 @@ def run_text(args: argparse.Namespace, model: torch.nn.Module, image: np.ndarray
         "image": str(args.image),
         "image_size": list(image.shape[:2]),
         "model": args.checkpoint or args.model or f"{DEFAULT_MODEL} (embedded)",
-        "text": result.query.text,
-        "query": {"object": result.query.object, "part": result.query.part},
-        "names": [{"phrase": n.phrase, "vocabulary": n.vocabulary, "nearest": [list(p) for p in n.nearest]}
-                  for n in result.names],
         "prompts": {"points": [list(p) for p in points], "labels": labels, "box": list(box) if box else None}
         if spatial else None,
-        "threshold": result.threshold,
-        "found": result.found,
-        "reason": result.reason,
-        "matches": [{"rank": rank, "score": match.score, "level": match.level,
-                     "predicted_iou": match.predicted_iou, "area": int(match.mask.sum()),
-                     "segmentation": mask_to_rle(match.mask), "label": vars(match.label)}
-                    for rank, match in enumerate(result.matches, start=1)],
+        **result.to_json(),
     })
     for name in result.names:
         nearest = ", ".join(f"{n} {c:.2f}" for n, c in name.nearest)

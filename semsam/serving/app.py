@@ -179,7 +179,8 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         work = lambda: store.with_predictor(  # noqa: E731 - a closure over the request, run in a worker thread
             image_id, lambda predictor: prompter.predict(image, prompt.text, predictor=predictor, **spatial),
             objects=prompt.objects, parts=prompt.parts)
-        return text_response(await request.app.state.runner.run(work))
+        result: TextResult = await request.app.state.runner.run(work)
+        return TextResponse(**result.to_json())
 
     return app
 
@@ -220,18 +221,6 @@ def check_vocabularies(objects: str | None, parts: str | None, limits: ServeLimi
         if too_long:
             raise HTTPException(422, f"{field}: a name may have at most {limits.max_name_length} characters; "
                                      f"{too_long[0][:20]!r}... has {len(too_long[0])}")
-
-
-def text_response(result: TextResult) -> TextResponse:
-    """A text prompt's answer with its matches as COCO RLE."""
-    return TextResponse(
-        text=result.query.text, found=result.found, reason=result.reason, threshold=result.threshold,
-        names=[{"phrase": n.phrase, "vocabulary": n.vocabulary, "nearest": list(n.nearest)} for n in result.names],
-        matches=[{"segmentation": mask_to_rle(m.mask), "score": m.score, "level": m.level,
-                  "predicted_iou": m.predicted_iou, "area": int(m.mask.sum()),
-                  "bbox": m.bbox, "label": vars(m.label)}
-                 for m in result.matches],
-    )
 
 
 def prediction_response(predictor: Predictor, prompt: PredictRequest) -> PredictResponse:
