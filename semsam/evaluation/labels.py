@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from semsam.data.records import SegmentationDataset
+from semsam.data.records import SegmentationDataset, SegmentationRecord
 from semsam.evaluation.click import MIN_AREA_FRACTION, interior_click, mask_ious
 from semsam.predictor import Prediction, Predictor, Prompt
 
@@ -67,16 +67,7 @@ def evaluate_labels(
     images = 0
     for index in tqdm(range(count), desc="evaluating labels", unit="image", disable=not progress):
         record = dataset[index]
-        targets = []
-        for m, mask in enumerate(record.masks):
-            part = record.part_classes[m] if record.part_classes else None
-            obj = record.object_classes[m] if record.object_classes else None
-            if mask.sum() < MIN_AREA_FRACTION * mask.size:
-                continue
-            if part is not None:
-                targets.append((m, "part", dataset.part_names[part]))
-            elif obj is not None:
-                targets.append((m, "object", dataset.object_names[obj]))
+        targets = labelled_targets(record, dataset)
         if not targets:
             continue
         images += 1
@@ -96,6 +87,24 @@ def evaluate_labels(
         part_uniform_chance=_uniform(dataset.part_names, hits["part"]), part_targets=len(hits["part"]),
         mean_match_iou=float(np.mean(match_ious)) if match_ious else 0.0, images=images,
     )
+
+
+def labelled_targets(record: SegmentationRecord, dataset: SegmentationDataset) -> list[tuple[int, str, str]]:
+    """The labelled masks covering >= 0.5% of their image: (mask index, "object" or "part", class name).
+
+    A mask with a part class is a part; one with only an object class is an object.
+    """
+    targets = []
+    for m, mask in enumerate(record.masks):
+        if mask.sum() < MIN_AREA_FRACTION * mask.size:
+            continue
+        part = record.part_classes[m] if record.part_classes else None
+        obj = record.object_classes[m] if record.object_classes else None
+        if part is not None:
+            targets.append((m, "part", dataset.part_names[part]))
+        elif obj is not None:
+            targets.append((m, "object", dataset.object_names[obj]))
+    return targets
 
 
 def _label(prediction: Prediction, index: int, kind: str) -> str:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
+from semsam.automatic.hierarchy import GeneratedMask
+from semsam.automatic.masks import to_pycocotools
 from semsam.automatic.text_prompt import TextPrompter, TextQuery
 from semsam.data.records import SegmentationDataset
-from semsam.evaluation.click import MIN_AREA_FRACTION, mask_ious
+from semsam.evaluation.labels import labelled_targets
+from semsam.io import mask_to_rle
 
 HIT_IOU = 0.5
 
@@ -82,7 +86,7 @@ def evaluate_text(
     images = 0
     for index in tqdm(range(count), desc="evaluating text prompts", unit="image", disable=not progress):
         record = dataset[index]
-        targets = _targets(record, dataset)
+        targets = [(m, (kind, name)) for m, kind, name in labelled_targets(record, dataset)]
         if not targets:
             continue
         images += 1
@@ -92,13 +96,14 @@ def evaluate_text(
         for key, scored in ranked.items():
             pool = present if any(t[1] == key for t in targets) else absent
             pool[key[0]].append(max((score for score, _ in scored), default=0.0))
-        for mask_index, key in targets:
-            same_class = [record.masks[m] for m, other in targets if other == key]
+        ious = _candidate_ious(candidates, [record.masks[m] for m, _ in targets])
+        for column, (_, key) in enumerate(targets):
+            same_class = [c for c, (_, other) in enumerate(targets) if other == key]
             scored = ranked[key]
-            top_iou = max(float(mask_ious(scored[0][1].mask()[None], m)[0]) for m in same_class) if scored else 0.0
+            top_iou = float(ious[scored[0][1].id, same_class].max()) if scored else 0.0
             top_ious.append(top_iou)
             hits.append(top_iou >= HIT_IOU)
-            class_first.append(_class_first(ranked, key, record.masks[mask_index]))
+            class_first.append(_class_first(ranked, key, ious[:, column]))
     return TextMetrics(
         mean_top_iou=_mean(top_ious), top_hit_rate=_mean(hits), class_first_rate=_mean(class_first),
         detection={kind: _detection(np.array(present[kind]), np.array(absent[kind]), prompter.thresholds[kind])
@@ -118,29 +123,22 @@ def _detection(present: np.ndarray, absent: np.ndarray, threshold: float) -> Det
     )
 
 
-def _targets(record: object, dataset: SegmentationDataset) -> list[tuple[int, tuple[str, str]]]:
-    """(mask index, (kind, class name)) of the labelled masks large enough to prompt for."""
-    targets = []
-    for m, mask in enumerate(record.masks):
-        if mask.sum() < MIN_AREA_FRACTION * mask.size:
-            continue
-        part = record.part_classes[m] if record.part_classes else None
-        obj = record.object_classes[m] if record.object_classes else None
-        if part is not None:
-            targets.append((m, ("part", dataset.part_names[part])))
-        elif obj is not None:
-            targets.append((m, ("object", dataset.object_names[obj])))
-    return targets
+def _candidate_ious(candidates: list[GeneratedMask], targets: list[np.ndarray]) -> np.ndarray:
+    """IoU [candidate id, target] of every candidate with every target, on RLE: no candidate is decoded."""
+    if not candidates:
+        return np.zeros((0, len(targets)))
+    ious = mask_utils.iou(to_pycocotools([c.rle() for c in candidates]),
+                          to_pycocotools([mask_to_rle(t) for t in targets]), [0] * len(targets))
+    return np.asarray(ious).reshape(len(candidates), len(targets))
 
 
-def _class_first(ranked: dict, key: tuple[str, str], target: np.ndarray) -> bool:
-    """Whether the candidate that best matches `target` scores class `key` above every other name of its kind."""
+def _class_first(ranked: dict, key: tuple[str, str], target_ious: np.ndarray) -> bool:
+    """Whether the candidate that best matches the target (its IoU per candidate id: `target_ious`) scores class
+    `key` above every other name of its kind."""
     scored = ranked[key]
     if not scored:
         return False
-    ious = [float(mask_ious(mask.mask()[None], target)[0]) for _, mask in scored]
-    best = scored[int(np.argmax(ious))][1]
-    own = next(score for score, mask in scored if mask is best)
+    own, best = max(scored, key=lambda item: target_ious[item[1].id])
     rivals = [next((s for s, m in other if m is best), 0.0) for k, other in ranked.items() if k != key and k[0] == key[0]]
     return all(own > rival for rival in rivals)
 
