@@ -213,3 +213,20 @@ def test_objects_rank_by_score_times_predicted_iou_and_parts_by_score(prompter):
     assert [m.score for m in dogs.matches] == pytest.approx([0.7, 0.8], abs=0.01)  # the score stays the label's
     heads = prompter.rank(*resolve(prompter, "head"), [ragged, clean])
     assert [m.predicted_iou for m in heads.matches] == [0.3, 0.9]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["segment", "semsam/assets/example.jpg", "--point", "5,5", "--text-threshold", "0.1"],
+     "--text-threshold goes with --text"),
+    (["segment", "semsam/assets/example.jpg", "--text", "dog", "--text-threshold", "2"], "thresholds must be"),
+    (["segment", "semsam/assets/example.jpg", "--text", ":hair"], "give both"),
+    (["segment", "semsam/assets/example.jpg", "--text", "dog", "--negative", "5,5"], "--negative clicks only refine"),
+    (["eval", "labels", "--dataset", "synthetic_parts", "--text-threshold", "0.1"], "belongs to the text protocol"),
+])
+def test_bad_text_options_fail_in_one_line_saying_why(tmp_path, capsys, args, message):
+    from semsam.cli.main import main
+
+    extra = ["--out", str(tmp_path / "out")] if args[0] == "segment" else []
+    assert main([*args, *extra]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("semsam: error:") and message in last
