@@ -141,6 +141,17 @@ def transfer_heads(model: SemanticSam, checkpoint: str | Path) -> list[str]:
     return sorted(name for name in heads if own[name].data_ptr() not in copied)
 
 
+def with_new_refiner(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` completed with the model's freshly initialised click refiner when they have none.
+
+    The refiner starts with a zero residual, so a checkpoint trained without one keeps its outputs; this lets
+    training add it to a trained model.
+    """
+    own = model.state_dict()
+    fresh = {key: own[key] for key in own if ".click_refiner." in key and key not in tensors}
+    return {**tensors, **fresh}
+
+
 def own_tensors_absent_from_official(model: nn.Module) -> list[str]:
     """The model's tensors that are semsam's own, not in the official files: they keep their initial values."""
     own = model.state_dict()
@@ -176,4 +187,4 @@ def _check_name(name: str) -> None:
 
 
 __all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_backbone", "load_model", "load_official",
-           "model_from_config", "transfer_heads"]
+           "model_from_config", "transfer_heads", "with_new_refiner"]

@@ -61,6 +61,7 @@ class DecoderConfig:
     class_dim: int = 512
     text_dim: int = 512
     click_size: float = 0.005
+    click_refiner: bool = False  # semsam's own: a conv net that corrects the logits from maps of the clicks
 
 
 RESIZE_RULES = ("short_side", "long_side")
@@ -157,7 +158,8 @@ def check_config(config: ModelConfig) -> None:
     """Checks every value of a model config (e.g. one read from a checkpoint) before a model is built from it.
 
     Sizes, counts and layer indices must be whole numbers in [1, MAX_CONFIG_INT] ([0, ...] for indices), other
-    numbers finite, and `pixel_std` and ratios positive; named choices (`resize`) are checked by their dataclass.
+    numbers finite, and `pixel_std` and ratios positive; switches (`click_refiner`) true or false; named choices
+    (`resize`) are checked by their dataclass.
 
     Raises:
         ValueError: naming the field, its value and what it must be.
@@ -165,6 +167,10 @@ def check_config(config: ModelConfig) -> None:
     for name, value in _leaves(config):
         field_name = name.rsplit(".", 1)[-1]
         if field_name in CHOICE_FIELDS:
+            continue
+        if field_name in SWITCH_FIELDS:
+            if not isinstance(value, bool):
+                raise ValueError(f"model config {name} = {value!r} must be true or false")
             continue
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
@@ -182,6 +188,8 @@ def check_config(config: ModelConfig) -> None:
 
 # Fields that name a choice, validated when their dataclass is built.
 CHOICE_FIELDS = ("resize",)
+# Fields that switch a part of the model on or off.
+SWITCH_FIELDS = ("click_refiner",)
 # Fields whose values are real numbers, even when written as whole ones.
 FLOAT_FIELDS = ("mlp_ratio", "click_size", "pixel_mean", "pixel_std", "width_multiplier")
 

@@ -14,6 +14,7 @@ from semsam.data.prompts import PromptTargets
 from semsam.modeling import DecoderOutput, PromptBatch
 from semsam.training.config import load_train_config
 from semsam.training.corrections import add_corrective_clicks, single_targets
+from semsam.training.matching import HungarianMatcher
 from semsam.training.trainer import Trainer
 
 from helpers import halves_annotations, rect, write_bsds, write_coco_instances, write_coco_parts
@@ -49,6 +50,25 @@ def test_single_targets_keep_one_valid_target_per_prompt():
     assert torch.equal(narrowed.object_classes, narrowed.indices)
     slot = int((indices[0, 0] == narrowed.indices[0, 0, 0]).nonzero())
     assert torch.equal(narrowed.boxes[0, 0, 0], boxes[0, 0, slot]) and (narrowed.boxes[..., 1:, :] == 0).all()
+
+
+def test_single_targets_copies_give_every_output_the_same_target():
+    """With as many copies as outputs, matching supervises every output of a corrected prompt."""
+    indices = torch.tensor([[[0, 2], [-1, -1]]])
+    targets = PromptTargets(gt_masks=torch.zeros(1, 3, 8, 8, dtype=torch.bool), indices=indices,
+                            boxes=torch.rand(1, 2, 2, 4), part_classes=torch.tensor([[[5, 7], [-1, -1]]]))
+    narrowed, _ = single_targets(targets, torch.Generator().manual_seed(0), copies=6)
+    assert narrowed.indices.shape == (1, 2, 6) and narrowed.boxes.shape == (1, 2, 6, 4)
+    chosen = int(narrowed.indices[0, 0, 0])
+    assert narrowed.indices[0, 0].tolist() == [chosen] * 6 and (narrowed.indices[0, 1] == -1).all()
+    assert narrowed.part_classes[0, 0].tolist() == [{0: 5, 2: 7}[chosen]] * 6
+    assert torch.equal(narrowed.boxes[0, 0], narrowed.boxes[0, 0, :1].expand(6, -1))
+    assert narrowed.object_classes is None
+    output = DecoderOutput(mask_logits=torch.randn(1, 2, 6, 4, 4), iou_scores=torch.rand(1, 2, 6),
+                           boxes=torch.rand(1, 2, 6, 4), object_embeddings=torch.zeros(1, 2, 6, 1),
+                           part_embeddings=torch.zeros(1, 2, 6, 1))
+    matches = HungarianMatcher(num_points=16)(output, narrowed)
+    assert sorted(matches.pred.tolist()) == list(range(6)) and set(matches.prompt.tolist()) == {0}
 
 
 def test_a_correction_round_feeds_back_the_best_mask_and_clicks_on_its_error():

@@ -114,8 +114,11 @@ def test_evaluation_has_known_noc_nof_and_miou():
     assert result.object_ious[0] == pytest.approx([0.5, 0.9, 400 / 440, 1.0, 1.0])
     assert result.noc85 == 2 and result.noc90 == 2 and result.nof90 == 0
     assert result.miou_at_1 == 0.5 and result.miou_at_3 == pytest.approx(400 / 440) and result.miou_at_5 == 1.0
+    # Per object, clicks 2 and 3 (positive) and 4 (negative) each get their own pixel right.
+    assert result.fixed_positive == 1.0 and result.fixed_negative == 1.0
     never = evaluate_interactive(Scripted([half]), [sample], max_clicks=3, progress=False)
     assert never.noc85 == 3 and never.nof85 == never.nof90 == 2 and never.miou_at_5 is None
+    assert never.fixed_positive == 0.0 and never.fixed_negative is None
     with pytest.raises(ValueError, match="max_clicks"):
         evaluate_interactive(scripted, [sample], max_clicks=0)
 

@@ -118,6 +118,7 @@ def test_metrics_have_one_line_per_step_after_a_kill_and_resume(tmp_path, bsds_r
         ("max_corrections = 0", "max_corrections must be a whole number >= 1"),
         ("heads_checkpoint = 5", "heads_checkpoint must be the path of a checkpoint file"),
         ("flip = 1", "flip must be true or false"),
+        ("correct_all_outputs = \"yes\"", "correct_all_outputs must be true or false"),
         ("image_size = 0", "image_size must be a whole number of pixels >= 32"),
         ("scale_range = [1.4, 0.6]", "scale_range must be two numbers"),
         ("scale_range = 5", "scale_range must be two numbers"),

@@ -42,7 +42,8 @@ encoded once. The granularity is chosen at click 1 by the highest predicted IoU 
 the same of its 6 outputs; SAM: the best of its 3 masks at click 1, then its single-mask output, the one
 SAM returns for several prompts).
 Reported per model: noc85/noc90 (mean clicks to reach 85%/90% IoU; never reached counts as max-clicks),
-nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, seconds_per_click (decoder),
+nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, fixed_positive/fixed_negative (share of
+corrective clicks whose own pixel the next mask gets right), seconds_per_click (decoder),
 seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor.
 Datasets: the folder layouts grabcut (data_GT/, boundary_GT/; 128 = ignored boundary), berkeley (images/,
 masks/; --images for BSDS images kept elsewhere), davis (img/, gt/), or any data set `semsam train` reads,

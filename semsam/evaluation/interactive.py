@@ -48,7 +48,9 @@ class InteractiveResult:
     `max_clicks`; `nof85` / `nof90`: objects that never do. `miou_per_click[k - 1]` is the mIoU after k clicks
     (`miou_at_*` repeat clicks 1, 3 and 5; None beyond `max_clicks`). `seconds_per_click` times `add_click`
     (decoder and upsampling for a model); `seconds_per_image` times `set_image` (the image encoder).
-    `object_ious[i]` is object `object_ids[i]`'s IoU after each click.
+    `object_ious[i]` is object `object_ids[i]`'s IoU after each click. `fixed_positive` / `fixed_negative`: the
+    share of corrective positive / negative clicks (click 2 onwards) whose own pixel the mask after that click gets
+    right, i.e. whether a click fixes the error it points at; None when there was no such click.
     """
 
     name: str
@@ -63,6 +65,8 @@ class InteractiveResult:
     miou_at_3: float | None
     miou_at_5: float | None
     miou_per_click: list[float]
+    fixed_positive: float | None
+    fixed_negative: float | None
     seconds_per_click: float
     seconds_per_image: float
     object_ids: list[str]
@@ -113,6 +117,7 @@ def evaluate_interactive(
     count = len(images) if max_images is None else min(max_images, len(images))
     ious: list[list[float]] = []
     object_ids: list[str] = []
+    fixed: dict[bool, list[bool]] = {True: [], False: []}
     encoded, image_seconds, click_seconds, clicks = 0, 0.0, 0.0, 0
     bar = tqdm(range(count), desc=f"{segmenter.name}", unit="image", disable=not progress)
     for index in bar:
@@ -141,21 +146,24 @@ def evaluate_interactive(
                 predicted = segmenter.add_click(click)
                 click_seconds += time.perf_counter() - start
                 clicks += 1
+                if curve:
+                    fixed[click.positive].append(bool(predicted[click.row, click.col] == target[click.row, click.col]))
                 curve.append(masked_iou(predicted, target, ignore))
             ious.append(curve)
             object_ids.append(sample.image_id if len(sample.masks) == 1 else f"{sample.image_id}#{m}")
         bar.set_postfix(objects=len(ious))
     if not ious:
         raise ValueError("the benchmark holds no object to segment")
-    return summarize(segmenter.name, np.array(ious), object_ids, images=encoded,
+    return summarize(segmenter.name, np.array(ious), object_ids, images=encoded, fixed=fixed,
                      seconds_per_click=click_seconds / max(clicks, 1), seconds_per_image=image_seconds / encoded)
 
 
 def summarize(
-    name: str, ious: np.ndarray, object_ids: list[str], *, images: int, seconds_per_click: float,
-    seconds_per_image: float,
+    name: str, ious: np.ndarray, object_ids: list[str], *, images: int, fixed: dict[bool, list[bool]],
+    seconds_per_click: float, seconds_per_image: float,
 ) -> InteractiveResult:
-    """The result of [N, K] IoUs after 1..K clicks of N objects."""
+    """The result of [N, K] IoUs after 1..K clicks of N objects; `fixed[positive]` says, per corrective click of
+    that sign, whether the mask after it was right at its pixel."""
     max_clicks = ious.shape[1]
     noc = {t: number_of_clicks(ious, t) for t in NOC_THRESHOLDS}
     nof = {t: int((ious < t).all(1).sum()) for t in NOC_THRESHOLDS}
@@ -165,6 +173,8 @@ def summarize(
         name=name, objects=len(ious), images=images, max_clicks=max_clicks,
         noc85=float(noc[0.85].mean()), noc90=float(noc[0.90].mean()), nof85=nof[0.85], nof90=nof[0.90],
         miou_at_1=at[1], miou_at_3=at[3], miou_at_5=at[5], miou_per_click=[float(v) for v in miou],
+        fixed_positive=float(np.mean(fixed[True])) if fixed[True] else None,
+        fixed_negative=float(np.mean(fixed[False])) if fixed[False] else None,
         seconds_per_click=seconds_per_click, seconds_per_image=seconds_per_image,
         object_ids=object_ids, object_ious=[[round(float(v), 6) for v in row] for row in ious],
     )

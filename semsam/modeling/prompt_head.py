@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semsam.config import DecoderConfig
+from semsam.modeling.click_refiner import ClickRefiner
 from semsam.modeling.common import MLP, inverse_sigmoid, mask_logits_to_boxes
 from semsam.modeling.pixel_decoder import PixelFeatures
 from semsam.modeling.prompt_decoder import PromptDecoder
@@ -73,6 +74,7 @@ class PromptHead(nn.Module):
         self.logit_scale = nn.Parameter(torch.ones(()))
         for weight in (self.class_embed, self.class_embed_part, self.text_projection):
             nn.init.trunc_normal_(weight, std=0.02)
+        self.click_refiner = ClickRefiner(feature_dim=mask_dim) if config.click_refiner else None
 
     def build_queries(self, prompts: PromptBatch, features: PixelFeatures) -> tuple[Tensor, Tensor, Tensor]:
         """Content queries, anchor boxes and padding for every token of every prompt.
@@ -115,7 +117,20 @@ class PromptHead(nn.Module):
         predictions = [self._predict(hidden_states[i], references[i], features.mask_features) for i in layers]
         final = predictions[-1]
         final.aux = predictions[:-1]
+        if self.click_refiner is not None:
+            final.mask_logits = self._refine(final.mask_logits, prompts, features.mask_features)
         return final
+
+    def _refine(self, logits: Tensor, prompts: PromptBatch, mask_features: Tensor) -> Tensor:
+        """The last layer's logits corrected by the click refiner; a click anchor counts as a positive click."""
+        anchor_labels = torch.where(prompts.anchor_is_box, -1, 1).to(prompts.point_labels.dtype)
+        points = torch.cat([prompts.anchors[:, :, None, :2], prompts.points.to(prompts.anchors.dtype)], 2).float()
+        labels = torch.cat([anchor_labels[:, :, None], prompts.point_labels], 2)
+        if prompts.mask_inputs is None:
+            prior = logits.new_zeros(logits.shape[:2] + logits.shape[-2:])
+        else:
+            prior = prompts.mask_inputs.float().sigmoid() * prompts.mask_valid[..., None, None]
+        return self.click_refiner(logits, points, labels, prior, mask_features)
 
     def _predict(self, hidden: Tensor, reference: Tensor, mask_features: Tensor) -> DecoderOutput:
         """Heads on one layer's output tokens; `reference` is the anchor box that layer was given."""

@@ -47,12 +47,14 @@ class TrainConfig:
     scale_range: tuple[float, float] | None = (0.6, 1.4)
     lr: float = 2e-4
     backbone_lr_scale: float = 1.0
+    refiner_lr_scale: float = 1.0  # the click refiner's lr over `lr`: it starts from zero when added to a trained model
     weight_decay: float = 0.05
     warmup_steps: int = 200
     grad_clip: float = 1.0
     mask_prompt_prob: float = 0.25
     correction_prob: float = 0.0  # share of steps that first simulate corrective clicks
     max_corrections: int = 3  # such a step simulates 1..max_corrections rounds
+    correct_all_outputs: bool = False  # after corrections every output learns the target, not only the matched one
     num_points: int = 3136
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -71,7 +73,7 @@ POSITIVE_INTS = ("steps", "batch_size", "prompts_per_image", "num_points", "chec
                  "log_every", "validation_images", "max_corrections")
 NON_NEGATIVE_INTS = ("warmup_steps", "seed", "num_threads")
 POSITIVE_FLOATS = ("lr",)
-NON_NEGATIVE_FLOATS = ("backbone_lr_scale", "weight_decay", "grad_clip")
+NON_NEGATIVE_FLOATS = ("backbone_lr_scale", "refiner_lr_scale", "weight_decay", "grad_clip")
 STRINGS = ("model", "output_dir", "device", "precision")
 PATHS = ("init_checkpoint", "backbone_checkpoint", "heads_checkpoint")
 PROBABILITIES = ("mask_prompt_prob", "correction_prob")
@@ -152,8 +154,9 @@ def _check_settings(raw: dict[str, Any], path: Path) -> None:
     for key in PATHS:
         if key in raw and not isinstance(raw[key], str):
             refuse(key, "the path of a checkpoint file, as a string")
-    if "flip" in raw and not isinstance(raw["flip"], bool):
-        refuse("flip", "true or false")
+    for key in ("flip", "correct_all_outputs"):
+        if key in raw and not isinstance(raw[key], bool):
+            refuse(key, "true or false")
     for key in PROBABILITIES:
         if key in raw and not (_is_number(raw[key]) and 0 <= raw[key] <= 1):
             refuse(key, "a probability in [0, 1]")

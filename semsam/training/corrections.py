@@ -13,8 +13,13 @@ from semsam.data.prompts import PromptTargets
 from semsam.modeling import DecoderOutput, PromptBatch
 
 
-def single_targets(targets: PromptTargets, generator: torch.Generator) -> tuple[PromptTargets, Tensor]:
-    """Keeps one random target per prompt (the object a simulated user wants) in slot 0.
+def single_targets(
+    targets: PromptTargets, generator: torch.Generator, *, copies: int = 1
+) -> tuple[PromptTargets, Tensor]:
+    """Keeps one random target per prompt (the object a simulated user wants) in slots 0..copies-1.
+
+    With `copies` equal to the number of outputs, matching gives every output the same target, so all of a
+    corrected prompt's outputs learn to follow its clicks instead of the one that happens to match.
 
     Returns:
         The narrowed targets and the [B, N] bool of prompts that have a target.
@@ -24,13 +29,14 @@ def single_targets(targets: PromptTargets, generator: torch.Generator) -> tuple[
     has_target = valid.any(-1)
     weights[~has_target.flatten()] = 1.0
     slot = torch.multinomial(weights.cpu(), 1, generator=generator).view(valid.shape[:2]).to(valid.device)
+    slots = max(valid.shape[2], copies)
 
     def keep(tensor: Tensor | None, empty: float) -> Tensor | None:
         if tensor is None:
             return None
         index = slot.view(*slot.shape, 1, *[1] * (tensor.dim() - 3)).expand(-1, -1, 1, *tensor.shape[3:])
-        narrowed = torch.full_like(tensor, empty)
-        narrowed[:, :, :1] = tensor.gather(2, index)
+        narrowed = tensor.new_full((*tensor.shape[:2], slots, *tensor.shape[3:]), empty)
+        narrowed[:, :, :copies] = tensor.gather(2, index)
         return narrowed
 
     narrowed = replace(targets, indices=keep(targets.indices, -1), boxes=keep(targets.boxes, 0.0),

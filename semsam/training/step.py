@@ -67,6 +67,8 @@ class TrainingForward(nn.Module):
         criterion: the multi-choice loss.
         object_text, part_text: [V, text_dim] embeddings of the training vocabulary, or None without labels.
         precision: a resolved precision ("fp32", "bf16" or "fp16"); the model runs under autocast, the loss in fp32.
+        correct_all_outputs: after simulated corrections, supervise every output with the prompt's target, as SAM
+            supervises its single refinement output; otherwise only the output matched to it.
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class TrainingForward(nn.Module):
         object_text: Tensor | None,
         part_text: Tensor | None,
         precision: str,
+        correct_all_outputs: bool = False,
     ) -> None:
         super().__init__()
+        self.correct_all_outputs = correct_all_outputs
         self.model = model
         self.criterion = criterion
         self.object_text = object_text
@@ -116,7 +120,8 @@ class TrainingForward(nn.Module):
     ) -> tuple[PromptBatch, PromptTargets]:
         """Prompts after `rounds` simulated corrections toward one random target each, and those targets."""
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-        targets, has_target = single_targets(targets, generator)
+        copies = self.model.sem_seg_head.predictor.num_granularities if self.correct_all_outputs else 1
+        targets, has_target = single_targets(targets, generator, copies=copies)
         size = features.mask_features.shape[-2:]
         low_res = downsample_masks(targets.gt_masks, size)
         image_index = torch.arange(low_res.shape[0], device=low_res.device)[:, None]

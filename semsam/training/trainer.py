@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semsam.build import build_model, load_backbone, transfer_heads
+from semsam.build import build_model, load_backbone, transfer_heads, with_new_refiner
 from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
 from semsam.config import SemanticInfo
 from semsam.data import SegmentationRecord, build_dataset
@@ -59,7 +59,7 @@ class Trainer:
         self.model = build_model(config.model)
         if config.init_checkpoint:
             tensors, _, semantic = read_checkpoint(config.init_checkpoint)
-            load_tensors(self.model, tensors, config.init_checkpoint)
+            load_tensors(self.model, with_new_refiner(self.model, tensors), config.init_checkpoint)
             self.model.semantic = semantic
         else:
             if config.backbone_checkpoint:
@@ -90,6 +90,7 @@ class Trainer:
         self.forward = distributed.wrap(TrainingForward(
             model=self.model, criterion=MultiChoiceLoss(weights=LossWeights(), num_points=config.num_points),
             object_text=object_text, part_text=part_text, precision=self.precision,
+            correct_all_outputs=config.correct_all_outputs,
         ), self.placement)
         self.scaler = torch.amp.GradScaler(self.placement.device.type, enabled=self.precision == "fp16")
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=config.lr, weight_decay=config.weight_decay)
@@ -99,10 +100,14 @@ class Trainer:
         self._stop_signal: int | None = None
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        backbone, decay, no_decay = [], [], []
+        backbone, refiner, decay, no_decay = [], [], [], []
+        click_refiner = self.model.sem_seg_head.predictor.click_refiner
+        refiner_ids = {id(param) for param in click_refiner.parameters()} if click_refiner is not None else set()
         for name, param in self.model.named_parameters():
             if name.startswith("backbone."):
                 backbone.append(param)
+            elif id(param) in refiner_ids:
+                refiner.append(param)
             elif param.ndim <= 1 or "embed" in name or "enc" in name or name.endswith("logit_scale"):
                 no_decay.append(param)
             else:
@@ -112,6 +117,7 @@ class Trainer:
             {"params": backbone, "lr": lr * self.config.backbone_lr_scale},
             {"params": decay, "lr": lr},
             {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+            {"params": refiner, "lr": lr * self.config.refiner_lr_scale},
         ]
 
     def _lr_factor(self, step: int) -> float:
