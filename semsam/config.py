@@ -226,7 +226,7 @@ SMALL_PIXEL_DECODER = PixelDecoderConfig(
 )
 SMALL_DECODER = DecoderConfig(
     hidden_dim=128, num_layers=4, num_heads=4, num_points=4, ffn_dim=512, class_dim=TEXT_DIM_MINILM,
-    text_dim=TEXT_DIM_MINILM,
+    text_dim=TEXT_DIM_MINILM, click_refiner=True,
 )
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {

@@ -49,7 +49,8 @@ def swin_tiny(monkeypatch):
     """The previous default's architecture, registered for these tests only, at its input size."""
     from dataclasses import replace
 
-    monkeypatch.setitem(MODEL_CONFIGS, "swin_tiny", replace(SMALL_SWIN, image_size=384))
+    official = replace(SMALL_SWIN.decoder, click_refiner=False)  # the releases have no click refiner
+    monkeypatch.setitem(MODEL_CONFIGS, "swin_tiny", replace(SMALL_SWIN, image_size=384, decoder=official))
 
 
 TINY = dict(embed=48, depths=(2, 2, 4, 1), heads=(2, 4, 8, 16), window=7, dim=128, ffn=512, encoder_layers=2,
