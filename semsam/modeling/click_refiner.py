@@ -79,8 +79,8 @@ class ClickRefiner(nn.Module):
         self.radius = radius
         self.project = nn.Conv2d(feature_dim, embedding_dim, 1)
         self.net = nn.Sequential(
-            nn.Conv2d(6, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=2, dilation=2), nn.ReLU(),
+            nn.Conv2d(6, channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2), nn.ReLU(inplace=True),
             nn.Conv2d(channels, 1, 3, padding=1),
         )
         nn.init.zeros_(self.net[-1].weight)
@@ -102,7 +102,9 @@ class ClickRefiner(nn.Module):
         embeddings = F.normalize(self.project(mask_features).float(), dim=1)
         maps = [*click_maps(points, labels, (height, width), radius=self.radius),
                 *similarity_maps(points, labels, embeddings), prior]
-        shared = torch.stack(maps, 2)[:, :, None].expand(-1, -1, outputs, -1, -1, -1)
-        inputs = torch.cat([logits.sigmoid()[:, :, :, None], shared.to(logits.dtype)], 3)
-        residual = self.net(inputs.flatten(0, 2)).view(batch, prompts, outputs, height, width)
-        return logits + residual
+        # Channels-last: oneDNN runs these few-channel convolutions about twice as fast in that layout.
+        inputs = logits.new_empty(batch, prompts, outputs, height, width, 6)
+        inputs[..., 0] = logits.sigmoid()
+        inputs[..., 1:] = torch.stack(maps, -1)[:, :, None].to(logits.dtype)
+        residual = self.net(inputs.flatten(0, 2).permute(0, 3, 1, 2))
+        return logits + residual.view(batch, prompts, outputs, height, width)
