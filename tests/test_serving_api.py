@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import socket
 import subprocess
@@ -16,7 +17,9 @@ from fastapi.testclient import TestClient
 from semsam import SemanticInfo
 from semsam.cli.main import main
 from semsam.io import rle_to_mask
+from semsam.predictor import Predictor
 from semsam.serving import ServeLimits, create_app
+from semsam.serving.schemas import LowResLogits
 from serving_helpers import png_bytes, upload
 
 
@@ -67,6 +70,46 @@ def test_upload_click_and_get_k_rle_masks(counted_model, scene):
         assert body["labels"] == [None] * 6 and body["labels_available"] is False
         boxed = client.post(f"/api/images/{info['image_id']}/predict", json={"box": [30, 20, 110, 80]})
         assert boxed.status_code == 200 and len(boxed.json()["masks"]) == 6
+
+
+def test_a_corrective_click_sends_back_the_chosen_masks_logits(small_model, scene):
+    with make_client(small_model) as client:
+        image_id = upload(client, png_bytes(scene)).json()["image_id"]
+        first = client.post(f"/api/images/{image_id}/predict", json={"points": [[60, 45]], "return_logits": True})
+        logits = first.json()["logits"]
+        assert len(logits) == 6 and all(entry["shape"] == [24, 32] for entry in logits)
+        assert client.post(f"/api/images/{image_id}/predict", json={"points": [[60, 45]]}).json()["logits"] is None
+        chosen = LowResLogits.model_validate(logits[2])
+        prompt = {"points": [[60, 45], [10, 10]], "labels": [1, 0]}
+        second = client.post(f"/api/images/{image_id}/predict", json={**prompt, "mask_input": logits[2]})
+        assert second.status_code == 200
+    predictor = Predictor(small_model)
+    predictor.set_image(scene)
+    expected = predictor.predict(**prompt, mask_input=chosen.to_array())
+    without = predictor.predict(**prompt)
+    masks = np.stack([rle_to_mask(rle) for rle in second.json()["masks"]])
+    assert np.array_equal(masks, expected.masks) and not np.array_equal(masks, without.masks)
+    # float16 keeps the logits to about 3 significant digits.
+    assert np.allclose(chosen.to_array(), predictor.predict(points=[[60, 45]]).logits[2], rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "mask_input, message",
+    [
+        ({"shape": [24, 31], "data": base64.b64encode(bytes(24 * 31 * 2)).decode()}, "shape (24, 32)"),
+        ({"shape": [24, 32], "data": "not base64!"}, "not valid base64"),
+        ({"shape": [24, 32], "data": base64.b64encode(bytes(10)).decode()}, "needs 1536"),
+        ({"shape": [24, 32], "data": base64.b64encode(np.full((24, 32), np.inf, "<f2").tobytes()).decode()},
+         "NaN or infinite"),
+        ({"shape": [4096, 32], "data": ""}, "less than or equal to 512"),
+    ],
+)
+def test_bad_mask_inputs_get_422_naming_the_problem(small_model, scene, mask_input, message):
+    with make_client(small_model) as client:
+        image_id = upload(client, png_bytes(scene)).json()["image_id"]
+        response = client.post(f"/api/images/{image_id}/predict",
+                               json={"points": [[10, 10]], "mask_input": mask_input})
+        assert response.status_code == 422 and message in str(response.json()["detail"])
 
 
 def test_embedding_is_computed_once_per_image_and_the_cache_is_bounded(counted_model, scene):

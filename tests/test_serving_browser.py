@@ -85,15 +85,23 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.wait_for_function("document.getElementById('canvas').width === 512")
         box = page.locator("#canvas").bounding_box()
         scale = box["width"] / 512
+        sent: list[dict] = []
+        page.on("request", lambda request: sent.append(request.post_data_json)
+                if request.url.endswith("/predict") else None)
         page.mouse.click(box["x"] + 170 * scale, box["y"] + 385 * scale)
         page.wait_for_selector("#masks .mask-card >> nth=5")
         assert page.locator("#masks .mask-card").count() == 6
         assert page.locator("#masks .mask-card canvas").count() == 6
         assert "6 masks" in page.locator("#status").inner_text()
+        # A first click shows its best-scored level; a corrective click refines that level: it sends its logits.
+        first = page.evaluate("({scores: state.result.scores, level: state.level, logits: state.result.logits})")
+        assert first["level"] == int(np.argmax(first["scores"])) and sent[0]["mask_input"] is None
 
         # A negative click (right button) and a drag (box) each ask again and still give six masks.
         page.mouse.click(box["x"] + 300 * scale, box["y"] + 100 * scale, button="right")
         page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
+        assert sent[1]["mask_input"] == first["logits"][first["level"]]
+        assert page.evaluate("state.level") == first["level"]
         page.mouse.move(box["x"] + 20 * scale, box["y"] + 150 * scale)
         page.mouse.down()
         page.mouse.move(box["x"] + 200 * scale, box["y"] + 300 * scale, steps=5)

@@ -25,6 +25,7 @@ from semsam.serving.schemas import (
     EverythingRequest,
     EverythingResponse,
     ImageInfo,
+    LowResLogits,
     PredictRequest,
     PredictResponse,
     ServerInfo,
@@ -225,7 +226,9 @@ def check_vocabularies(objects: str | None, parts: str | None, limits: ServeLimi
 
 def prediction_response(predictor: Predictor, prompt: PredictRequest) -> PredictResponse:
     """Runs the decoder on an encoded image and encodes the K masks as COCO RLE."""
-    result = predictor.predict(points=prompt.points or None, labels=prompt.labels or None, box=prompt.box)
+    mask_input = None if prompt.mask_input is None else prompt.mask_input.to_array()
+    result = predictor.predict(points=prompt.points or None, labels=prompt.labels or None, box=prompt.box,
+                               mask_input=mask_input)
     labels = result.labels or [None] * len(result.masks)
     return PredictResponse(
         masks=[mask_to_rle(mask) for mask in result.masks],
@@ -234,4 +237,5 @@ def prediction_response(predictor: Predictor, prompt: PredictRequest) -> Predict
         boxes=[tuple(float(v) for v in box) for box in result.boxes],
         areas=[int(mask.sum()) for mask in result.masks],
         labels_available=result.labels is not None,
+        logits=[LowResLogits.from_array(logits) for logits in result.logits] if prompt.return_logits else None,
     )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from semsam.automatic.text_prompt import MAX_TEXT_LENGTH, parse_text_prompt
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+# Larger than any model's mask input (official Semantic-SAM: 256 x 256), so that no valid one is refused.
+MAX_LOGITS_SIDE = 512
+LogitsSide = Annotated[int, Field(ge=1, le=MAX_LOGITS_SIDE)]
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class Rle(BaseModel):
@@ -16,6 +23,41 @@ class Rle(BaseModel):
 
     size: tuple[int, int] = Field(description="[height, width]")
     counts: str
+
+
+class LowResLogits(BaseModel):
+    """One mask's low-resolution logits, to send back as the mask input of the next click on the same image.
+
+    float16, little-endian, row-major, base64-encoded; `shape` is the model's mask-input size.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: tuple[LogitsSide, LogitsSide] = Field(description="[h, w]")
+    data: str = Field(max_length=4 * -(-MAX_LOGITS_SIDE**2 * 2 // 3), description="base64 of h*w float16 values")
+    _raw: bytes = PrivateAttr(default=b"")
+
+    @model_validator(mode="after")
+    def _data_fits_shape(self) -> LowResLogits:
+        try:
+            self._raw = base64.b64decode(self.data, validate=True)
+        except binascii.Error:
+            raise ValueError("data is not valid base64; send back the logits of an earlier response") from None
+        expected = self.shape[0] * self.shape[1] * 2
+        if len(self._raw) != expected:
+            raise ValueError(f"data holds {len(self._raw)} bytes but shape {list(self.shape)} needs {expected} "
+                             f"(2 bytes per float16 value)")
+        return self
+
+    def to_array(self) -> np.ndarray:
+        """The logits as float32 [h, w]."""
+        return np.frombuffer(self._raw, dtype="<f2").reshape(self.shape).astype(np.float32)
+
+    @classmethod
+    def from_array(cls, logits: np.ndarray) -> LowResLogits:
+        """Encodes [h, w] logits; values beyond float16's range are clipped to it."""
+        half = np.clip(logits, -FLOAT16_MAX, FLOAT16_MAX).astype("<f2")
+        return cls(shape=half.shape, data=base64.b64encode(half.tobytes()).decode("ascii"))
 
 
 class ImageInfo(BaseModel):
@@ -54,7 +96,12 @@ class SpatialPrompt(BaseModel):
 
 
 class PredictRequest(SpatialPrompt):
-    """K masks for clicks and/or a box."""
+    """K masks for clicks and/or a box, refined by the chosen mask of the previous click when `mask_input` is
+    given (as the interactive benchmarks do: it saves clicks)."""
+
+    mask_input: LowResLogits | None = Field(
+        default=None, description="`logits[level]` of the previous response on this image, for the chosen level")
+    return_logits: bool = Field(default=False, description="also return each mask's low-resolution logits")
 
     @model_validator(mode="after")
     def _says_what_to_segment(self) -> PredictRequest:
@@ -92,6 +139,8 @@ class PredictResponse(BaseModel):
     boxes: list[tuple[float, float, float, float]] = Field(description="x0, y0, x1, y1 per mask (exclusive ends)")
     areas: list[int]
     labels_available: bool
+    logits: list[LowResLogits] | None = Field(
+        default=None, description="with return_logits: each mask's low-resolution logits, to send back as mask_input")
 
 
 class ServerInfo(BaseModel):

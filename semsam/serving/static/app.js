@@ -10,7 +10,7 @@ const context = canvas.getContext("2d");
 const state = {
   info: null, imageId: null, fileName: "image", bitmap: null,
   points: [], labels: [], box: null, drag: null,
-  result: null, masks: [], level: 0,
+  result: null, masks: [], level: 0, maskInput: null,
   mode: "prompt", everything: null, everythingLayers: [], everythingLevel: 1, treeSelected: null,
   everythingNames: [],
 };
@@ -142,7 +142,8 @@ async function loadImage(blob, name) {
     const uploaded = await api("/api/images", { method: "POST", body: form });
     state.bitmap = await createImageBitmap(blob);
     Object.assign(state, { imageId: uploaded.image_id, fileName: name, points: [], labels: [], box: null,
-                           result: null, masks: [], mode: "prompt", everything: null, treeSelected: null });
+                           maskInput: null, result: null, masks: [], mode: "prompt", everything: null,
+                           treeSelected: null });
     canvas.width = uploaded.width; canvas.height = uploaded.height;
     renderMasks();
     renderTree();
@@ -161,11 +162,13 @@ async function loadImage(blob, name) {
 async function predict() {
   drawStage();
   if (!state.points.length && !state.box) { state.result = null; state.masks = []; renderMasks(); return; }
-  const body = { points: state.points, labels: state.labels, box: state.box };
+  const body = { points: state.points, labels: state.labels, box: state.box, mask_input: state.maskInput,
+                 return_logits: true };
   setStatus("segmenting …");
   const started = performance.now();
   try {
     const result = await postImage("predict", body);
+    if (state.level === null) state.level = result.scores.indexOf(Math.max(...result.scores));
     state.result = result;
     state.masks = result.masks.map((rle, level) => (
       { rle, layer: maskLayer(decodeRle(rle), LEVEL_COLORS[level % LEVEL_COLORS.length]) }));
@@ -340,7 +343,7 @@ async function segmentEverything() {
     state.everythingLayers = result.masks.map((m) => maskLayer(decodeRle(m.segmentation), maskColor(m.id)));
     // The click prompts and their mask cards belong to the previous view: clear them.
     Object.assign(state, { mode: "everything", treeSelected: null, points: [], labels: [], box: null, result: null,
-                           masks: [] });
+                           masks: [], maskInput: null });
     const slider = $("everything-level");
     slider.min = result.levels[0]; slider.max = result.levels[result.levels.length - 1];
     slider.disabled = false;
@@ -422,12 +425,17 @@ canvas.addEventListener("mouseup", (event) => {
   const drag = state.drag;
   state.drag = null;
   if (!drag) return;
+  // A click refines the level on show (its logits become the mask input); a new box starts afresh.
   if (drag.moved) {
     state.box = drag.box.map(Math.round);
+    state.maskInput = null;
   } else {
     state.points.push(drag.start.map((v) => Math.round(v * 10) / 10));
     state.labels.push(drag.button === 0 ? 1 : 0);
+    state.maskInput = state.mode === "prompt" && state.result?.logits ? state.result.logits[state.level] : null;
   }
+  // A new prompt starts at its best-scored level; a corrective click keeps the level it refines.
+  if (!state.maskInput) state.level = null;
   predict();
 });
 
@@ -441,7 +449,8 @@ $("example").addEventListener("click", async () => {
   loadImage(await response.blob(), "example.jpg");
 });
 $("clear").addEventListener("click", () => {
-  Object.assign(state, { points: [], labels: [], box: null, result: null, masks: [], mode: "prompt" });
+  Object.assign(state, { points: [], labels: [], box: null, result: null, masks: [], mode: "prompt",
+                         maskInput: null });
   renderMasks();
   drawStage();
   setStatus("prompts cleared");
