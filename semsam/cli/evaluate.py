@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from semsam.automatic.text_prompt import TextPrompter
     from semsam.data.records import SegmentationDataset
 
-DESCRIPTION = """Evaluate a model on a dataset with one of four protocols.
+DESCRIPTION = """Evaluate a model on a dataset with one of five protocols.
 
 click: every segment covering >= 0.5% of its image (all annotators; near-duplicates with IoU > 0.95
 merged) is a target, clicked at its interior-most pixel. Reported:
@@ -57,6 +57,13 @@ of the top-ranked mask with the instance, best over the image's instances of tha
 of its kind); and per kind (object, part), detection of names present vs absent in each image at the text
 threshold: found_rate, rejected_rate, auc, best_threshold (calibrate the thresholds on a train split).
 
+everything: "segment everything" (`semsam everything`) on each image, its masks taken as object proposals for
+the segments covering >= 0.5% of the image (BSDS500: all annotators, near-duplicates merged). Reported:
+average_recall (share of segments some mask matches at IoU >= t, averaged over t = 0.5:0.05:0.95, as COCO and
+SAM evaluate proposals), average_recall_100 (with each image's 100 highest predicted-IoU masks), recall_50,
+mean_best_iou, masks_per_image, seconds_per_image. --points-per-side, --pred-iou-thresh and --stability-thresh
+set the generator (defaults: those of `semsam everything`).
+
 examples:
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval click --dataset coco --root data/coco_mval --split val
@@ -65,6 +72,7 @@ examples:
   semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results
   semsam eval interactive --dataset berkeley --root Berkeley --images BSDS500/images/test --max-clicks 20
   semsam eval text --dataset coco --root data/coco_mval --split val
+  semsam eval everything --dataset bsds500 --root data/bsds500 --max-images 20 --pred-iou-thresh 0.5
   semsam eval text --dataset coco_parts --root data/ccp --split train --max-images 200
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval labels --dataset synthetic_parts --dataset-option length=50 --checkpoint model.safetensors"""
@@ -73,10 +81,10 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="evaluate a model (1-click mIoU and coverage, label accuracy, NoC with corrective clicks, "
-                     "or text-to-mask)",
+                     "text-to-mask, or segment-everything recall)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("protocol", choices=["click", "labels", "interactive", "text"], help="evaluation protocol")
+    parser.add_argument("protocol", choices=["click", "labels", "interactive", "text", "everything"], help="evaluation protocol")
     parser.add_argument("--dataset", required=True,
                         help="dataset kind, e.g. bsds500, coco or synthetic_parts; for interactive also grabcut, "
                              "berkeley or davis")
@@ -93,6 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-threshold", type=float, metavar="T",
                         help="text: score below which a name is not found, for objects and parts alike (default: "
                         "the text prompter's calibrated ones)")
+    parser.add_argument("--points-per-side", type=int, metavar="N", help="everything: N x N click grid")
+    parser.add_argument("--pred-iou-thresh", type=float, metavar="T", help="everything: keep masks whose predicted "
+                        "IoU is above T")
+    parser.add_argument("--stability-thresh", type=float, metavar="T", help="everything: keep masks whose stability "
+                        "score is at least T")
     parser.add_argument("--out", help="also write the metrics as JSON to this file (interactive: to this folder, "
                                       "with the plot)")
     parser.set_defaults(func=run)
@@ -121,8 +134,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--text-threshold belongs to the text protocol")
     if args.images or args.grabcut:
         raise ValueError("--images and --grabcut belong to the interactive protocol")
+    settings = generator_settings(args)
+    if settings and args.protocol != "everything":
+        raise ValueError("--points-per-side, --pred-iou-thresh and --stability-thresh belong to the everything "
+                         "protocol")
+    from semsam.automatic import MaskGenerator
     from semsam.build import load_model
     from semsam.evaluation.click import evaluate_clicks
+    from semsam.evaluation.everything import evaluate_everything
     from semsam.evaluation.labels import evaluate_labels
     from semsam.evaluation.text import evaluate_text
     from semsam.io import write_json_atomic
@@ -132,15 +151,25 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, checkpoint=args.checkpoint)
     if args.protocol == "text":
         metrics = evaluate_text(text_prompter(model, args.text_threshold), dataset, max_images=args.max_images)
+    elif args.protocol == "everything":
+        generator = MaskGenerator(model, output_mode="coco_rle", **settings)
+        metrics = evaluate_everything(generator, dataset, max_images=args.max_images)
     else:
         evaluate = evaluate_clicks if args.protocol == "click" else evaluate_labels
         metrics = evaluate(Predictor(model), dataset, max_images=args.max_images)
     report = {"protocol": args.protocol, "dataset": args.dataset, "split": args.split or "val",
-              "checkpoint": args.checkpoint or "embedded", **asdict(metrics)}
+              "checkpoint": args.checkpoint or "embedded", **settings, **asdict(metrics)}
     print(json.dumps(report, indent=2))
     if args.out:
         write_json_atomic(args.out, report)
     return 0
+
+
+def generator_settings(args: argparse.Namespace) -> dict[str, float]:
+    """The `MaskGenerator` arguments the everything options set (the generator's defaults for the others)."""
+    names = {"points_per_side": args.points_per_side, "pred_iou_thresh": args.pred_iou_thresh,
+             "stability_score_thresh": args.stability_thresh}
+    return {name: value for name, value in names.items() if value is not None}
 
 
 def text_prompter(model: torch.nn.Module, threshold: float | None) -> TextPrompter:
