@@ -1,5 +1,5 @@
-"""`semsam eval click|labels|interactive|text`: 1-click mIoU and coverage, label accuracy of clicked masks,
-clicks to a target IoU with simulated corrective clicks, or text-to-mask."""
+"""`semsam eval click|labels|interactive|text|everything`: 1-click mIoU and coverage, label accuracy of clicked
+masks, clicks to a target IoU with simulated corrective clicks, text-to-mask, or segment-everything recall."""
 
 from __future__ import annotations
 
