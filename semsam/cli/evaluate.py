@@ -72,8 +72,8 @@ examples:
   semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results
   semsam eval interactive --dataset berkeley --root Berkeley --images BSDS500/images/test --max-clicks 20
   semsam eval text --dataset coco --root data/coco_mval --split val
-  semsam eval everything --dataset bsds500 --root data/bsds500 --max-images 20 --pred-iou-thresh 0.5
   semsam eval text --dataset coco_parts --root data/ccp --split train --max-images 200
+  semsam eval everything --dataset bsds500 --root data/bsds500 --max-images 20 --pred-iou-thresh 0.5
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval labels --dataset synthetic_parts --dataset-option length=50 --checkpoint model.safetensors"""
 
@@ -84,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "text-to-mask, or segment-everything recall)",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("protocol", choices=["click", "labels", "interactive", "text", "everything"], help="evaluation protocol")
+    parser.add_argument("protocol", choices=["click", "labels", "interactive", "text", "everything"],
+                        help="evaluation protocol")
     parser.add_argument("--dataset", required=True,
                         help="dataset kind, e.g. bsds500, coco or synthetic_parts; for interactive also grabcut, "
                              "berkeley or davis")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Annotated
 
 import numpy as np
@@ -15,6 +16,7 @@ Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 # Larger than any model's mask input (official Semantic-SAM: 256 x 256), so that no valid one is refused.
 MAX_LOGITS_SIDE = 512
 LogitsSide = Annotated[int, Field(ge=1, le=MAX_LOGITS_SIDE)]
+MAX_LOGITS_BASE64 = 4 * math.ceil(MAX_LOGITS_SIDE**2 * 2 / 3)  # characters of the largest one, float16
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -34,7 +36,7 @@ class LowResLogits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shape: tuple[LogitsSide, LogitsSide] = Field(description="[h, w]")
-    data: str = Field(max_length=4 * -(-MAX_LOGITS_SIDE**2 * 2 // 3), description="base64 of h*w float16 values")
+    data: str = Field(max_length=MAX_LOGITS_BASE64, description="base64 of h*w float16 values")
     _raw: bytes = PrivateAttr(default=b"")
 
     @model_validator(mode="after")
