@@ -13,3 +13,19 @@ def add_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", metavar="NAMES",
                         help='part names to label masks with, comma-separated, e.g. "head,leg" '
                         "(default and caveat as for --objects)")
+
+
+# Segment everything's defaults on the command line, chosen for the embedded model.
+GRID_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.4, "stability_thresh": 0.3}
+
+
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--points-per-side`, `--pred-iou-thresh`, `--stability-thresh`: how segment everything prompts and filters."""
+    parser.add_argument("--points-per-side", type=int, default=GRID_DEFAULTS["points_per_side"], metavar="N",
+                        help="prompt an N x N grid of points (default: %(default)s; fewer is faster, coarser)")
+    parser.add_argument("--pred-iou-thresh", type=float, default=GRID_DEFAULTS["pred_iou_thresh"], metavar="T",
+                        help="keep masks with predicted IoU > T (default: %(default)s, for the embedded model; "
+                        "SAM: 0.88)")
+    parser.add_argument("--stability-thresh", type=float, default=GRID_DEFAULTS["stability_thresh"], metavar="T",
+                        help="keep masks with stability score >= T (default: %(default)s, for the embedded model; "
+                        "SAM: 0.95)")

@@ -10,6 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from semsam.cli.arguments import GRID_DEFAULTS, add_grid_arguments
+
 if TYPE_CHECKING:
     import torch
 
@@ -62,7 +64,7 @@ the segments covering >= 0.5% of the image (BSDS500: all annotators, near-duplic
 average_recall (share of segments some mask matches at IoU >= t, averaged over t = 0.5:0.05:0.95, as COCO and
 SAM evaluate proposals), average_recall_100 (with each image's 100 highest predicted-IoU masks), recall_50,
 mean_best_iou, masks_per_image, seconds_per_image. --points-per-side, --pred-iou-thresh and --stability-thresh
-set the generator (defaults: those of `semsam everything`).
+set the generator as for `semsam everything`.
 
 examples:
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
@@ -102,11 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-threshold", type=float, metavar="T",
                         help="text: score below which a name is not found, for objects and parts alike (default: "
                         "the text prompter's calibrated ones)")
-    parser.add_argument("--points-per-side", type=int, metavar="N", help="everything: N x N click grid")
-    parser.add_argument("--pred-iou-thresh", type=float, metavar="T", help="everything: keep masks whose predicted "
-                        "IoU is above T")
-    parser.add_argument("--stability-thresh", type=float, metavar="T", help="everything: keep masks whose stability "
-                        "score is at least T")
+    add_grid_arguments(parser.add_argument_group("everything protocol"))
     parser.add_argument("--out", help="also write the metrics as JSON to this file (interactive: to this folder, "
                                       "with the plot)")
     parser.set_defaults(func=run)
@@ -135,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--text-threshold belongs to the text protocol")
     if args.images or args.grabcut:
         raise ValueError("--images and --grabcut belong to the interactive protocol")
-    settings = generator_settings(args)
-    if settings and args.protocol != "everything":
+    if args.protocol != "everything" and any(getattr(args, name) != value for name, value in GRID_DEFAULTS.items()):
         raise ValueError("--points-per-side, --pred-iou-thresh and --stability-thresh belong to the everything "
                          "protocol")
     from semsam.automatic import MaskGenerator
@@ -148,13 +145,16 @@ def run(args: argparse.Namespace) -> int:
     from semsam.io import write_json_atomic
     from semsam.predictor import Predictor
 
+    settings: dict[str, float] = {}
     dataset = open_dataset(args)
     model = load_model(args.model, checkpoint=args.checkpoint)
     if args.protocol == "text":
         metrics = evaluate_text(text_prompter(model, args.text_threshold), dataset, max_images=args.max_images)
     elif args.protocol == "everything":
-        generator = MaskGenerator(model, output_mode="coco_rle", **settings)
-        metrics = evaluate_everything(generator, dataset, max_images=args.max_images)
+        settings = {"points_per_side": args.points_per_side, "pred_iou_thresh": args.pred_iou_thresh,
+                    "stability_score_thresh": args.stability_thresh}
+        metrics = evaluate_everything(MaskGenerator(model, output_mode="coco_rle", **settings), dataset,
+                                      max_images=args.max_images)
     else:
         evaluate = evaluate_clicks if args.protocol == "click" else evaluate_labels
         metrics = evaluate(Predictor(model), dataset, max_images=args.max_images)
@@ -164,13 +164,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_json_atomic(args.out, report)
     return 0
-
-
-def generator_settings(args: argparse.Namespace) -> dict[str, float]:
-    """The `MaskGenerator` arguments the everything options set (the generator's defaults for the others)."""
-    names = {"points_per_side": args.points_per_side, "pred_iou_thresh": args.pred_iou_thresh,
-             "stability_score_thresh": args.stability_thresh}
-    return {name: value for name, value in names.items() if value is not None}
 
 
 def text_prompter(model: torch.nn.Module, threshold: float | None) -> TextPrompter:

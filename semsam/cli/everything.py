@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from semsam.cli.arguments import add_vocabulary_arguments
+from semsam.cli.arguments import add_grid_arguments, add_vocabulary_arguments
 from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -62,12 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", metavar="NAME", help=f"registered model: {', '.join(MODEL_CONFIGS)} "
                         f"(default: the checkpoint's own, else the embedded {DEFAULT_MODEL})")
     parser.add_argument("--checkpoint", metavar="PATH", help="semsam checkpoint file (default: embedded weights)")
-    parser.add_argument("--points-per-side", type=int, default=32, metavar="N",
-                        help="prompt an N x N grid of points (default: 32; fewer is faster, coarser)")
-    parser.add_argument("--pred-iou-thresh", type=float, default=0.4, metavar="T",
-                        help="keep masks with predicted IoU > T (default: 0.4, for the embedded model; SAM: 0.88)")
-    parser.add_argument("--stability-thresh", type=float, default=0.3, metavar="T",
-                        help="keep masks with stability score >= T (default: 0.3, for the embedded model; SAM: 0.95)")
+    add_grid_arguments(parser)
     parser.add_argument("--labels", action="store_true",
                         help="name every mask (object and part): names in the tree and on the overlays, and COCO "
                         "panoptic files; needs a model with trained object/part heads")
