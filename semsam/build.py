@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -10,7 +11,9 @@ from torch import nn
 from semsam.checkpoint import (
     CheckpointError, check_tensors, load_tensors, read_checkpoint, read_official, resolve_aliases,
 )
-from semsam.config import DEFAULT_MODEL, MODEL_CONFIGS, ModelConfig, SamConfig, SemanticInfo
+from semsam.config import (
+    DEFAULT_MODEL, MODEL_CONFIGS, ModelConfig, RecognizerConfig, SamConfig, SemanticInfo, SemanticSamConfig,
+)
 from semsam.download import OFFICIAL_FILES, fetch_official
 from semsam.modeling import SemanticSam
 from semsam.modeling.sam import Sam
@@ -141,15 +144,35 @@ def transfer_heads(model: SemanticSam, checkpoint: str | Path) -> list[str]:
     return sorted(name for name in heads if own[name].data_ptr() not in copied)
 
 
-def with_new_refiner(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`tensors` completed with the model's freshly initialised click refiner when they have none.
+# Parts added to the model after the first checkpoints: each starts neutral (the refiner with a zero residual, the
+# recognizer with a zero projection), so a checkpoint without them keeps its outputs.
+NEW_PARTS = (".click_refiner.", "recognizer.")
 
-    The refiner starts with a zero residual, so a checkpoint trained without one keeps its outputs; this lets
-    training add it to a trained model.
+
+def with_new_parts(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` completed with the model's freshly initialised click refiner and recognizer when they lack them.
+
+    This lets training add either part to a trained model.
     """
     own = model.state_dict()
-    fresh = {key: own[key] for key in own if ".click_refiner." in key and key not in tensors}
+    fresh = {key: own[key] for key in own if any(part in key for part in NEW_PARTS) and key not in tensors}
     return {**tensors, **fresh}
+
+
+def load_with_recognizer(checkpoint: str | Path) -> SemanticSam:
+    """A semsam checkpoint's model, with a new (unfitted) recognizer added when it has none, for fitting one.
+
+    Raises:
+        CheckpointError: unreadable file, tensors that do not match, or not a Semantic-SAM model.
+    """
+    tensors, config, semantic = read_checkpoint(checkpoint)
+    if not isinstance(config, SemanticSamConfig):
+        raise CheckpointError(f"{checkpoint} holds a {type(config).__name__}; only Semantic-SAM models name objects")
+    if config.recognizer is None:
+        config = replace(config, recognizer=RecognizerConfig())
+    model = model_from_config(config, semantic)
+    load_tensors(model, with_new_parts(model, tensors), str(checkpoint))
+    return model
 
 
 def own_tensors_absent_from_official(model: nn.Module) -> list[str]:
@@ -187,4 +210,5 @@ def _check_name(name: str) -> None:
 
 
 __all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_backbone", "load_model", "load_official",
-           "model_from_config", "transfer_heads", "with_new_refiner"]
+           "load_with_recognizer",
+           "model_from_config", "transfer_heads", "with_new_parts"]

@@ -64,6 +64,15 @@ class DecoderConfig:
     click_refiner: bool = False  # semsam's own: a conv net that corrects the logits from maps of the clicks
 
 
+@dataclass(frozen=True)
+class RecognizerConfig:
+    """A frozen ImageNet MobileNetV2 whose mask-pooled features name objects, beside the object head."""
+
+    input_size: int = 512  # long side of the image it sees
+    width_multiplier: float = 1.0
+    text_dim: int = 384
+
+
 RESIZE_RULES = ("short_side", "long_side")
 OFFICIAL_SHORT_SIDE = 640
 
@@ -82,6 +91,7 @@ class SemanticSamConfig:
     # How images are resized before inference, as the weights were trained: "long_side" (semsam's training: long
     # side to image_size, bilinear) or "short_side" (the official demo: short side to OFFICIAL_SHORT_SIDE, bicubic).
     resize: str = "long_side"
+    recognizer: RecognizerConfig | None = None
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_RULES:
@@ -93,12 +103,12 @@ class SemanticSamConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SemanticSamConfig":
         """Rebuilds a config from `to_dict` output, naming any unknown field."""
-        sections = {"pixel_decoder": PixelDecoderConfig, "decoder": DecoderConfig}
+        sections = {"pixel_decoder": PixelDecoderConfig, "decoder": DecoderConfig, "recognizer": RecognizerConfig}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key == "backbone":
                 kwargs[key] = _build_section(_backbone_config(value), value, key)
-            elif key in sections:
+            elif key in sections and value is not None:
                 kwargs[key] = _build_section(sections[key], value, key)
             elif key in cls.__dataclass_fields__:
                 kwargs[key] = tuple(value) if isinstance(value, list) else value
@@ -198,6 +208,8 @@ def _leaves(config: Any, prefix: str = "") -> list[tuple[str, Any]]:
     leaves = []
     for item in fields(config):
         value = getattr(config, item.name)
+        if value is None:  # an optional section left out
+            continue
         name = f"{prefix}{item.name}"
         leaves.extend(_leaves(value, f"{name}.") if is_dataclass(value) else [(name, value)])
     return leaves
@@ -217,6 +229,7 @@ class SemanticInfo:
     trained: bool = False
     objects: list[str] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
+    recognizer_fitted: bool = False  # whether `semsam fit-recognizer` fitted the model's recognizer
 
 
 TEXT_DIM_MINILM = 384
@@ -238,6 +251,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         # MobileNetV2's ImageNet and DeepLab weights expect pixels scaled to [-1, 1].
         pixel_mean=(127.5, 127.5, 127.5),
         pixel_std=(127.5, 127.5, 127.5),
+        recognizer=RecognizerConfig(),
     ),
     "semantic_sam_t": SemanticSamConfig(
         backbone=SwinConfig(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),

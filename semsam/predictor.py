@@ -106,6 +106,7 @@ class Predictor:
         self._vocabulary: tuple[list[str], list[str]] | None = None
         self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features = None
+        self._recognition: torch.Tensor | None = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
         self.set_vocabulary(objects=objects, parts=parts)
@@ -141,6 +142,8 @@ class Predictor:
         resized = self.model.resize_image(rgb)
         tensor = torch.tensor(resized).permute(2, 0, 1)[None].to(self.model.device)
         self._features = self.model.encode_image(self.model.preprocess(tensor))
+        recognizes = isinstance(self.model, SemanticSam) and self.model.recognizes and self.labels_available
+        self._recognition = self.model.recognizer.encode(rgb) if recognizes else None
         self._original_size, self._input_size = rgb.shape[:2], resized.shape[:2]
 
     def predict(
@@ -198,12 +201,11 @@ class Predictor:
                 labels.extend(self._mask_labels((objects[i], parts[i]), order) for i in range(len(chunk)))
                 object_probs.append(objects.float())
                 part_probs.append(parts.float())
-        input_h, input_w = self._input_size
         trained = self.labels_available
         return LowResPrediction(logits=torch.cat(logits), scores=torch.cat(scores),
                                 labels=labels if trained else None,
                                 label_probabilities=(torch.cat(object_probs), torch.cat(part_probs)) if trained else None,
-                                valid_size=(math.ceil(input_h / 4), math.ceil(input_w / 4)))
+                                valid_size=self._valid_low_res_size())
 
     @torch.inference_mode()
     def upsample_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -301,8 +303,24 @@ class Predictor:
             return None, None
         object_text, part_text = self._embeddings()
         head = self.model.sem_seg_head.predictor
-        return (head.classify(output.object_embeddings[0], object_text).softmax(-1),
-                head.classify(output.part_embeddings[0], part_text).softmax(-1))
+        objects = head.classify(output.object_embeddings[0], object_text).float().log_softmax(-1)
+        if self._recognition is not None:
+            # A product of experts: the head and the frozen ImageNet prior must agree on a name.
+            objects = objects + self._recognized(output.mask_logits[0], object_text)
+        return objects.softmax(-1), head.classify(output.part_embeddings[0], part_text).softmax(-1)
+
+    def _recognized(self, mask_logits: torch.Tensor, object_text: torch.Tensor) -> torch.Tensor:
+        """The recognizer's object log-probabilities [N, K, names] of low-resolution masks [N, K, h, w]."""
+        valid_h, valid_w = self._valid_low_res_size()
+        masks = mask_logits[..., :valid_h, :valid_w].flatten(0, 1) > 0
+        recognizer = self.model.recognizer
+        logits = recognizer.logits(recognizer.pool(self._recognition, masks), object_text.float())
+        return logits.log_softmax(-1).view(*mask_logits.shape[:2], -1)
+
+    def _valid_low_res_size(self) -> tuple[int, int]:
+        """(h, w) of the low-resolution grid that covers the image; the rest is padding."""
+        input_h, input_w = self._input_size
+        return math.ceil(input_h / 4), math.ceil(input_w / 4)
 
     def _mask_labels(self, probabilities: tuple[torch.Tensor, torch.Tensor], order: list[int]) -> list[MaskLabel]:
         """The best object and part name of masks `order` (indices into K)."""

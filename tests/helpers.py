@@ -12,7 +12,7 @@ from PIL import Image
 
 from semsam.config import (
     MODEL_CONFIGS, SMALL_DECODER, SMALL_PIXEL_DECODER, TEXT_DIM_MINILM, DecoderConfig, PixelDecoderConfig,
-    SemanticSamConfig, SwinConfig,
+    RecognizerConfig, SemanticSamConfig, SwinConfig,
 )
 from semsam.io import mask_to_rle
 
@@ -226,6 +226,7 @@ MICRO = replace(
                                      num_groups=32),
     decoder=DecoderConfig(hidden_dim=64, num_layers=2, num_heads=4, num_points=4, ffn_dim=128, class_dim=64,
                           text_dim=TEXT_DIM_MINILM),
+    recognizer=RecognizerConfig(input_size=64),
 )
 
 

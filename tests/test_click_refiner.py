@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from semsam import load_model
-from semsam.build import with_new_refiner
+from semsam.build import with_new_parts
 from semsam.checkpoint import save_checkpoint
 from semsam.config import MODEL_CONFIGS, SemanticInfo, SemanticSamConfig, check_config
 from semsam.modeling import SemanticSam
@@ -44,7 +44,7 @@ def test_a_fresh_refiner_keeps_a_trained_models_outputs():
     refined = SemanticSam(config=with_refiner(SMALL_SWIN, True)).eval()
     assert refined.sem_seg_head.predictor.click_refiner is not None
     assert plain.sem_seg_head.predictor.click_refiner is None
-    refined.load_state_dict(with_new_refiner(refined, plain.state_dict()))
+    refined.load_state_dict(with_new_parts(refined, plain.state_dict()))
     image = scene_image(rect(12, 16, 36, 44, size=(64, 64)))
     prompt = Prompt(points=np.array([[30.0, 24.0], [5.0, 5.0]]), labels=np.array([1, 0]))
     outputs = []

@@ -20,6 +20,8 @@ examples:
   semsam segment semsam/assets/example.jpg --point 225,120
   semsam segment photo.jpg --point 120,80 --negative 200,90 --box 50,40,300,260 --out results
   semsam train configs/joint_mobilenet.toml --data-root ~/datasets
+  semsam fit-recognizer configs/joint_mobilenet.toml --checkpoint runs/joint_mobilenet/final.safetensors \\
+      --imagenet mobilenet_v2_imagenet.safetensors --out recognized.safetensors
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results

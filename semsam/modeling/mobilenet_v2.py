@@ -105,22 +105,37 @@ class MobileNetV2Backbone(nn.Module):
         return outputs
 
 
-class MobileNetV2Classifier(nn.Module):
-    """The ImageNet classifier: features, a 1x1 conv to 1280 channels, global average pooling and logits.
+class MobileNetV2Embedder(nn.Module):
+    """The ImageNet network without its classifier: features and the 1x1 conv to 1280 channels, unpooled."""
+
+    def __init__(self, *, config: MobileNetV2Config) -> None:
+        super().__init__()
+        self.features, channels = build_features(config.width_multiplier)
+        head_channels = scaled_channels(HEAD_CHANNELS, max(1.0, config.width_multiplier))
+        self.head = ConvAct(in_channels=channels[-1], out_channels=head_channels)
+
+    @property
+    def out_channels(self) -> int:
+        return self.head.conv.out_channels
+
+    def embed(self, images: Tensor) -> Tensor:
+        """images: [B, 3, H, W] scaled to [-1, 1]. Returns [B, 1280, H / 32, W / 32] features."""
+        x = images
+        for layer in self.features:
+            x = layer(x)
+        return self.head(x)
+
+
+class MobileNetV2Classifier(MobileNetV2Embedder):
+    """The ImageNet classifier: the embedder, global average pooling and logits.
 
     Used to check converted weights against the TFLite interpreter; the segmentation models use the backbone.
     """
 
     def __init__(self, *, config: MobileNetV2Config, num_classes: int = 1001) -> None:
-        super().__init__()
-        self.features, channels = build_features(config.width_multiplier)
-        head_channels = scaled_channels(HEAD_CHANNELS, max(1.0, config.width_multiplier))
-        self.head = ConvAct(in_channels=channels[-1], out_channels=head_channels)
-        self.classifier = nn.Linear(self.head.conv.out_channels, num_classes)
+        super().__init__(config=config)
+        self.classifier = nn.Linear(self.out_channels, num_classes)
 
     def forward(self, images: Tensor) -> Tensor:
         """images: [B, 3, H, W] scaled to [-1, 1]. Returns [B, num_classes] logits."""
-        x = images
-        for layer in self.features:
-            x = layer(x)
-        return self.classifier(self.head(x).mean((2, 3)))
+        return self.classifier(self.embed(images).mean((2, 3)))

@@ -15,6 +15,7 @@ from semsam.modeling.common import mask_logits_to_boxes
 from semsam.modeling.mobilenet_v2 import MobileNetV2Backbone
 from semsam.modeling.pixel_decoder import PixelDecoder, PixelFeatures
 from semsam.modeling.prompt_head import DecoderOutput, PromptBatch, PromptHead
+from semsam.modeling.recognizer import MaskRecognizer
 from semsam.modeling.swin import SwinBackbone
 
 
@@ -36,12 +37,18 @@ class SemanticSam(nn.Module):
         self.semantic = semantic or SemanticInfo()
         self.backbone = build_backbone(config.backbone)
         self.sem_seg_head = SemSegHead(config=config, in_channels=self.backbone.num_features)
+        self.recognizer = None if config.recognizer is None else MaskRecognizer(config=config.recognizer)
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
 
     @property
     def num_granularities(self) -> int:
         return self.config.decoder.num_granularities
+
+    @property
+    def recognizes(self) -> bool:
+        """Whether object names combine the head with a fitted recognizer."""
+        return self.recognizer is not None and self.semantic.recognizer_fitted
 
     @property
     def device(self) -> torch.device:

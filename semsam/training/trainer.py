@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semsam.build import build_model, load_backbone, transfer_heads, with_new_refiner
+from semsam.build import build_model, load_backbone, transfer_heads, with_new_parts
 from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
 from semsam.config import SemanticInfo
 from semsam.data import SegmentationRecord, build_dataset
@@ -59,7 +59,7 @@ class Trainer:
         self.model = build_model(config.model)
         if config.init_checkpoint:
             tensors, _, semantic = read_checkpoint(config.init_checkpoint)
-            load_tensors(self.model, with_new_refiner(self.model, tensors), config.init_checkpoint)
+            load_tensors(self.model, with_new_parts(self.model, tensors), config.init_checkpoint)
             self.model.semantic = semantic
         else:
             if config.backbone_checkpoint:
@@ -84,7 +84,8 @@ class Trainer:
         object_text, part_text = self.vocabulary.embed(TextEncoder(), self.placement.device)
         if self.vocabulary.labelled:
             self.model.semantic = SemanticInfo(
-                trained=True, objects=list(self.vocabulary.objects), parts=list(self.vocabulary.parts)
+                trained=True, objects=list(self.vocabulary.objects), parts=list(self.vocabulary.parts),
+                recognizer_fitted=self.model.semantic.recognizer_fitted,
             )
         self.precision = resolve_precision(config.precision, self.placement.device)
         self.forward = distributed.wrap(TrainingForward(
@@ -104,6 +105,8 @@ class Trainer:
         click_refiner = self.model.sem_seg_head.predictor.click_refiner
         refiner_ids = {id(param) for param in click_refiner.parameters()} if click_refiner is not None else set()
         for name, param in self.model.named_parameters():
+            if not param.requires_grad:  # the recognizer is fitted apart, by `semsam fit-recognizer`
+                continue
             if name.startswith("backbone."):
                 backbone.append(param)
             elif id(param) in refiner_ids:
