@@ -229,7 +229,8 @@ class SemanticInfo:
     trained: bool = False
     objects: list[str] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
-    recognizer_fitted: bool = False  # whether `semsam fit-recognizer` fitted the model's recognizer
+    # The object names `semsam fit-recognizer` fitted the recognizer on; empty when it was never fitted.
+    recognizer_names: list[str] = field(default_factory=list)
 
 
 TEXT_DIM_MINILM = 384

@@ -70,7 +70,7 @@ def test_pool_averages_the_features_inside_a_mask_and_the_image_when_empty():
 
 def _labelled_copy(model, *, fitted: bool):
     copied = copy.deepcopy(model)
-    copied.semantic = replace(copied.semantic, recognizer_fitted=fitted)
+    copied.semantic = replace(copied.semantic, recognizer_names=list(copied.semantic.objects) if fitted else [])
     return copied
 
 
@@ -108,6 +108,28 @@ def test_object_probabilities_are_the_head_times_the_recognizer_renormalised(mic
     assert not torch.allclose(result.label_probabilities[0], head.label_probabilities[0], atol=1e-3)
     torch.testing.assert_close(result.label_probabilities[1], head.label_probabilities[1])
     torch.testing.assert_close(result.logits, head.logits)
+
+
+def test_the_recognizer_sits_out_vocabularies_with_names_it_was_not_fitted_on(micro_labelled_model):
+    image = SyntheticPartsDataset(split="val", length=1, image_size=64)[0].image
+    model = _labelled_copy(micro_labelled_model, fitted=True)
+    torch.manual_seed(1)
+    model.recognizer.projection.normal_(std=0.05)
+    predictor = Predictor(model)
+    assert predictor.recognizer_active
+    predictor.set_image(image)
+    fused = predictor.predict_low_res(PROMPTS).label_probabilities[0]
+    predictor.set_vocabulary(objects=[*OBJECT_NAMES, "astronaut"], parts=None)
+    assert not predictor.recognizer_active
+    unknown = predictor.predict_low_res(PROMPTS).label_probabilities[0]
+    head_only = Predictor(_labelled_copy(model, fitted=False), objects=[*OBJECT_NAMES, "astronaut"])
+    head_only.set_image(image)
+    torch.testing.assert_close(unknown, head_only.predict_low_res(PROMPTS).label_probabilities[0])
+    predictor.set_vocabulary(objects=list(reversed(OBJECT_NAMES)), parts=None)
+    assert predictor.recognizer_active
+    reordered = predictor.predict_low_res(PROMPTS).label_probabilities[0]
+    order = [list(reversed(OBJECT_NAMES)).index(name) for name in model.semantic.objects]
+    torch.testing.assert_close(reordered[..., order], fused)
 
 
 def test_fitting_learns_the_names_of_the_object_masks(imagenet_file):
@@ -155,6 +177,7 @@ def test_fit_recognizer_command_adds_a_recognizer_to_a_checkpoint_without_one(
     assert "fitted on" in capsys.readouterr().out
     model = load_model(checkpoint=out)
     assert model.recognizes and model.config.recognizer == RecognizerConfig()
+    assert model.semantic.recognizer_names == sorted(OBJECT_NAMES)
     predictor = Predictor(model)
     predictor.set_image(SyntheticPartsDataset(split="val", length=1, image_size=64)[0].image)
     assert predictor.predict(points=[[20, 30]]).labels[0].object in OBJECT_NAMES

@@ -118,7 +118,7 @@ def run_fit_recognizer(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.checkpoint}'s object head was never trained: train it on labelled data first")
     load_imagenet_embedder(model.recognizer, args.imagenet)
     fit = fit_recognizer(model.recognizer, datasets, TextEncoder(), weight_decay=args.weight_decay)
-    model.semantic = replace(model.semantic, recognizer_fitted=True)
+    model.semantic = replace(model.semantic, recognizer_names=fit.names)
     save_checkpoint(args.out, model, model.config, model.semantic)
     print(f"fitted on {sum(fit.samples)} object masks ({', '.join(map(str, fit.samples))} per data set) of "
           f"{len(fit.names)} names; training accuracy {fit.train_accuracy:.3f}; wrote {args.out}")

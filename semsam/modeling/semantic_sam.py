@@ -47,8 +47,8 @@ class SemanticSam(nn.Module):
 
     @property
     def recognizes(self) -> bool:
-        """Whether object names combine the head with a fitted recognizer."""
-        return self.recognizer is not None and self.semantic.recognizer_fitted
+        """Whether the model has a fitted recognizer (`Predictor` uses it for vocabularies of names it was fitted on)."""
+        return self.recognizer is not None and bool(self.semantic.recognizer_names)
 
     @property
     def device(self) -> torch.device:

@@ -85,7 +85,7 @@ class Trainer:
         if self.vocabulary.labelled:
             self.model.semantic = SemanticInfo(
                 trained=True, objects=list(self.vocabulary.objects), parts=list(self.vocabulary.parts),
-                recognizer_fitted=self.model.semantic.recognizer_fitted,
+                recognizer_names=list(self.model.semantic.recognizer_names),
             )
         self.precision = resolve_precision(config.precision, self.placement.device)
         self.forward = distributed.wrap(TrainingForward(
