@@ -68,9 +68,14 @@ def test_pool_averages_the_features_inside_a_mask_and_the_image_when_empty():
     torch.testing.assert_close(pooled[1], feature_map.mean((1, 2)))
 
 
-def _labelled_copy(model, *, fitted: bool):
+def _labelled_copy(model, *, fitted: bool, projection_seed: int | None = None):
+    """A copy of the model, its recognizer fitted on the model's object names or not, with a random projection
+    when `projection_seed` is given (as built, the projection is zero)."""
     copied = copy.deepcopy(model)
     copied.semantic = replace(copied.semantic, recognizer_names=list(copied.semantic.objects) if fitted else [])
+    if projection_seed is not None:
+        torch.manual_seed(projection_seed)
+        copied.recognizer.projection.normal_(std=0.05)
     return copied
 
 
@@ -86,9 +91,7 @@ def test_an_unfitted_or_zero_recognizer_changes_no_probability(micro_labelled_mo
 
 def test_object_probabilities_are_the_head_times_the_recognizer_renormalised(micro_labelled_model):
     image = SyntheticPartsDataset(split="val", length=1, image_size=64)[0].image
-    model = _labelled_copy(micro_labelled_model, fitted=False)
-    torch.manual_seed(1)
-    model.recognizer.projection.normal_(std=0.05)
+    model = _labelled_copy(micro_labelled_model, fitted=False, projection_seed=1)
     head_only = Predictor(model)
     head_only.set_image(image)
     head = head_only.predict_low_res(PROMPTS)
@@ -112,9 +115,7 @@ def test_object_probabilities_are_the_head_times_the_recognizer_renormalised(mic
 
 def test_the_recognizer_sits_out_vocabularies_with_names_it_was_not_fitted_on(micro_labelled_model):
     image = SyntheticPartsDataset(split="val", length=1, image_size=64)[0].image
-    model = _labelled_copy(micro_labelled_model, fitted=True)
-    torch.manual_seed(1)
-    model.recognizer.projection.normal_(std=0.05)
+    model = _labelled_copy(micro_labelled_model, fitted=True, projection_seed=1)
     predictor = Predictor(model)
     assert predictor.recognizer_active
     predictor.set_image(image)
