@@ -19,6 +19,10 @@ from semsam.io import rle_to_mask
 from semsam.predictor import MaskLabel, Predictor, Prompt
 
 OUTPUT_MODES = ("binary_mask", "coco_rle")
+# Grid and filters chosen for the embedded model (SAM's are 32, 0.88 and 0.95); the command line shares them.
+DEFAULT_POINTS_PER_SIDE = 32
+DEFAULT_PRED_IOU_THRESH = 0.4
+DEFAULT_STABILITY_THRESH = 0.3
 # Masks whose box comes this close (pixels) to a crop's inner edge are cut by the crop: left to other crops.
 CROP_EDGE_MARGIN = 20.0
 # Boxes from low-res masks are off by up to a low-res pixel (5 px for semsam_tiny on BSDS500), so the first NMS
@@ -106,10 +110,10 @@ class MaskGenerator:
         model: torch.nn.Module,
         *,
         levels: Sequence[int] | None = (1, 2, 3, 4, 5, 6),
-        points_per_side: int = 32,
+        points_per_side: int = DEFAULT_POINTS_PER_SIDE,
         points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.4,
-        stability_score_thresh: float = 0.3,
+        pred_iou_thresh: float = DEFAULT_PRED_IOU_THRESH,
+        stability_score_thresh: float = DEFAULT_STABILITY_THRESH,
         stability_score_offset: float = 1.0,
         box_nms_thresh: float = 0.7,
         crop_n_layers: int = 0,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from semsam.automatic.generator import DEFAULT_POINTS_PER_SIDE, DEFAULT_PRED_IOU_THRESH, DEFAULT_STABILITY_THRESH
+
 
 def add_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
     """`--objects` and `--parts`: the names masks are labelled with (and text prompts are matched against)."""
@@ -15,8 +17,9 @@ def add_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default and caveat as for --objects)")
 
 
-# Segment everything's defaults on the command line, chosen for the embedded model.
-GRID_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.4, "stability_thresh": 0.3}
+# Segment everything's defaults on the command line: the generator's.
+GRID_DEFAULTS = {"points_per_side": DEFAULT_POINTS_PER_SIDE, "pred_iou_thresh": DEFAULT_PRED_IOU_THRESH,
+                 "stability_thresh": DEFAULT_STABILITY_THRESH}
 
 
 def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
