@@ -210,5 +210,4 @@ def _check_name(name: str) -> None:
 
 
 __all__ = ["CheckpointError", "SemanticInfo", "build_model", "load_backbone", "load_model", "load_official",
-           "load_with_recognizer",
-           "model_from_config", "transfer_heads", "with_new_parts"]
+           "load_with_recognizer", "model_from_config", "transfer_heads", "with_new_parts"]

@@ -126,7 +126,11 @@ class Predictor:
     def recognizer_active(self) -> bool:
         """Whether object labels combine the head with the recognizer: the model has a fitted one, and every object
         name of the vocabulary is one it was fitted on."""
-        return self._vocabulary_recognized and self.labels_available
+        return self._vocabulary_recognized
+
+    @property
+    def _has_recognizer(self) -> bool:
+        return isinstance(self.model, SemanticSam) and self.model.recognizes and self.labels_available
 
     @property
     def vocabulary(self) -> tuple[list[str], list[str]]:
@@ -143,8 +147,7 @@ class Predictor:
         self._text_embeddings = None
         # The recognizer has learnt only the names it was fitted on; on others it misleads (measured: COCO-MVal
         # object accuracy fell from 0.36 to 0.29 with a recognizer fitted without COCO's names), so it is left out.
-        fitted = set(semantic.recognizer_names)
-        self._vocabulary_recognized = bool(fitted) and set(object_names) <= fitted
+        self._vocabulary_recognized = self._has_recognizer and set(object_names) <= set(semantic.recognizer_names)
 
     @torch.inference_mode()
     def set_image(self, image: np.ndarray | Image.Image) -> None:
@@ -153,8 +156,7 @@ class Predictor:
         resized = self.model.resize_image(rgb)
         tensor = torch.tensor(resized).permute(2, 0, 1)[None].to(self.model.device)
         self._features = self.model.encode_image(self.model.preprocess(tensor))
-        recognizes = isinstance(self.model, SemanticSam) and self.model.recognizes and self.labels_available
-        self._recognition = self.model.recognizer.encode(rgb) if recognizes else None
+        self._recognition = self.model.recognizer.encode(rgb) if self._has_recognizer else None
         self._original_size, self._input_size = rgb.shape[:2], resized.shape[:2]
 
     def predict(

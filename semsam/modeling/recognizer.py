@@ -1,8 +1,9 @@
-"""A visual prior for object names: a frozen ImageNet MobileNetV2 whose mask-pooled features are projected into the
-text space, so that any vocabulary can be scored.
+"""A visual prior for object names: a frozen ImageNet MobileNetV2 whose mask-pooled features are projected onto the
+names' text embeddings.
 
 The object head learns from few examples per class and overfits them; features learnt on ImageNet and left frozen
-name unseen instances better, and the two are combined (`Predictor`).
+name unseen instances of those classes better, and `Predictor` combines the two for vocabularies of the names the
+recognizer was fitted on.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class RecognizerFit:
 
     Args:
         names: the object names fitted, sorted.
-        samples: labelled object masks per dataset, in the order given.
+        samples: labelled object masks per data set that names objects, in the order given.
         train_accuracy: share of the samples whose own name scores highest among `names`.
     """
 
