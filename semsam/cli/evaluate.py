@@ -46,11 +46,14 @@ SAM returns for several prompts).
 Reported per model: noc85/noc90 (mean clicks to reach 85%/90% IoU; never reached counts as max-clicks),
 nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, fixed_positive/fixed_negative (share of
 corrective clicks whose own pixel the next mask gets right), seconds_per_click (decoder),
-seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor.
+seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor;
+--refine-grabcut adds the model with GrabCut re-cutting the uncertain band of each answer (|logit| <= 2; clicks
+as sure seeds; the model still gets its own logits back).
 Datasets: the folder layouts grabcut (data_GT/, boundary_GT/; 128 = ignored boundary), berkeley (images/,
 masks/; --images for BSDS images kept elsewhere), davis (img/, gt/), or any data set `semsam train` reads,
 each instance mask one object. With --out DIR: DIR/interactive.json (with per-object IoUs) and
-DIR/miou_per_click.png. Needs the eval extra for --grabcut and the plot: pip install 'semsam[eval]'.
+DIR/miou_per_click.png. Needs the eval extra for --grabcut, --refine-grabcut and the plot:
+pip install 'semsam[eval]'.
 
 text: every labelled object or part mask covering >= 0.5% of its image is looked for by its class name as a
 text prompt (`semsam segment --text`), on the automatic candidates of its image. Reported: mean_top_iou (IoU
@@ -101,6 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-clicks", type=int, default=20, help="interactive: clicks per object (default: 20)")
     parser.add_argument("--images", help="interactive: the image folder of a folder layout, if not under --root")
     parser.add_argument("--grabcut", action="store_true", help="interactive: also run OpenCV's GrabCut baseline")
+    parser.add_argument("--refine-grabcut", action="store_true",
+                        help="interactive: also run the model with GrabCut re-cutting the edges of its masks")
     parser.add_argument("--text-threshold", type=float, metavar="T",
                         help="text: score below which a name is not found, for objects and parts alike (default: "
                         "the text prompter's calibrated ones)")
@@ -131,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
         return run_interactive(args)
     if args.text_threshold is not None and args.protocol != "text":
         raise ValueError("--text-threshold belongs to the text protocol")
-    if args.images or args.grabcut:
-        raise ValueError("--images and --grabcut belong to the interactive protocol")
+    if args.images or args.grabcut or args.refine_grabcut:
+        raise ValueError("--images, --grabcut and --refine-grabcut belong to the interactive protocol")
     if args.protocol != "everything" and any(getattr(args, name) != value for name, value in GRID_DEFAULTS.items()):
         raise ValueError("--points-per-side, --pred-iou-thresh and --stability-thresh belong to the everything "
                          "protocol")
@@ -192,6 +197,7 @@ def run_interactive(args: argparse.Namespace) -> int:
     from semsam.evaluation.curves import plot_miou_per_click
     from semsam.evaluation.interactive import evaluate_interactive
     from semsam.evaluation.segmenters import GrabCutSegmenter, ModelSegmenter
+    from semsam.grabcut import GrabCutRefiner
     from semsam.io import write_json_atomic
     from semsam.predictor import Predictor
 
@@ -210,7 +216,10 @@ def run_interactive(args: argparse.Namespace) -> int:
     else:
         images = RecordBenchmark(open_dataset(args))
     name = Path(args.checkpoint).stem if args.checkpoint else "embedded"
-    segmenters = [ModelSegmenter(Predictor(load_model(args.model, checkpoint=args.checkpoint)), name=name)]
+    predictor = Predictor(load_model(args.model, checkpoint=args.checkpoint))
+    segmenters = [ModelSegmenter(predictor, name=name)]
+    if args.refine_grabcut:
+        segmenters.append(ModelSegmenter(predictor, name=f"{name}+grabcut", refiner=GrabCutRefiner()))
     if args.grabcut:
         segmenters.append(GrabCutSegmenter())
     results, walls = [], []

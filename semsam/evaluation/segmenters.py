@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from semsam.clicks import Click
+from semsam.grabcut import GrabCutRefiner, import_cv2
 from semsam.image import as_rgb_uint8
 from semsam.modeling.sam import Sam
 from semsam.predictor import Predictor, Prompt
@@ -22,14 +23,20 @@ class ModelSegmenter:
       clicks take the single-mask output, the only one SAM was trained to return for several prompts; the
       granularity then carries over through the fed-back mask.
 
+    With a `refiner`, each answer's uncertain band is re-cut by GrabCut (`semsam.grabcut`); the model still gets its
+    own logits back.
+
     Args:
         predictor: wraps the model under test.
         name: the name results and plots use.
+        refiner: re-cuts the edges of each answer; None returns the model's masks.
     """
 
-    def __init__(self, predictor: Predictor, *, name: str = "model") -> None:
+    def __init__(self, predictor: Predictor, *, name: str = "model", refiner: GrabCutRefiner | None = None) -> None:
         self.predictor = predictor
         self.name = name
+        self.refiner = refiner
+        self._image: np.ndarray | None = None
         self.single_mask_after_first = isinstance(predictor.model, Sam)
         self._points: list[tuple[int, int]] = []
         self._labels: list[int] = []
@@ -38,6 +45,7 @@ class ModelSegmenter:
 
     def set_image(self, image: np.ndarray) -> None:
         self.predictor.set_image(image)
+        self._image = as_rgb_uint8(image) if self.refiner is not None else None
 
     def start_object(self, box: Sequence[int]) -> None:
         self._points, self._labels, self._logits, self._token = [], [], None, None
@@ -52,7 +60,10 @@ class ModelSegmenter:
             self._token = int(output.scores[0].argmax())
         logits = output.logits[0, 0 if single else self._token]
         self._logits = logits.cpu().numpy()
-        return (self.predictor.upsample_logits(logits) > 0).cpu().numpy()
+        upsampled = self.predictor.upsample_logits(logits).cpu().numpy()
+        if self.refiner is None:
+            return upsampled > 0
+        return self.refiner.refine(self._image, upsampled, self._points, self._labels)
 
 
 class GrabCutSegmenter:
@@ -70,14 +81,9 @@ class GrabCutSegmenter:
     name = "grabcut"
 
     def __init__(self, *, iterations: int = 3, seed_radius: int = 5) -> None:
-        try:
-            import cv2
-        except ImportError as error:
-            raise ValueError("the GrabCut baseline needs OpenCV: pip install 'semsam[eval]' "
-                             "(or opencv-python-headless)") from error
         if iterations < 1 or seed_radius < 1:
             raise ValueError(f"iterations and seed_radius must be at least 1, got {iterations} and {seed_radius}")
-        self.cv2 = cv2
+        self.cv2 = import_cv2()
         self.iterations = iterations
         self.seed_radius = seed_radius
         self._image: np.ndarray | None = None
