@@ -51,6 +51,23 @@ def test_main_job_on_the_embedded_model(tmp_path, capsys):
     assert "label" in printed and "skin" in printed and "overlay.png" in printed
 
 
+def test_refine_edges_recuts_the_masks_and_remeasures_them(tmp_path, capsys):
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    args = ["segment", str(EXAMPLE), "--point", "225,120", "--negative", "60,60"]
+    assert main([*args, "--out", str(plain)]) == 0
+    assert main([*args, "--refine-edges", "--out", str(refined)]) == 0
+    before, after = (json.loads((folder / "result.json").read_text())["masks"] for folder in (plain, refined))
+    changed = 0
+    for old, new in zip(before, after):
+        mask = rle_to_mask(new["segmentation"])
+        assert np.array_equal(np.asarray(Image.open(refined / f"mask_level{new['level']}.png")) > 0, mask)
+        rows, cols = np.nonzero(mask)
+        assert new["area"] == mask.sum() and new["bbox"][:2] == [cols.min(), rows.min()]
+        assert mask[120, 225] and not mask[60, 60]
+        changed += not np.array_equal(mask, rle_to_mask(old["segmentation"]))
+    assert changed >= 3
+
+
 def test_clicks_negatives_box_and_vocabulary(tmp_path, small_checkpoint, capsys):
     args = ["segment", str(EXAMPLE), "--point", "170,385", "--negative", "300,100", "--box", "20,150,370,512",
             "--checkpoint", str(small_checkpoint), "--objects", "person, flag", "--parts", "arm", "--out", str(tmp_path)]
@@ -70,6 +87,7 @@ def test_clicks_negatives_box_and_vocabulary(tmp_path, small_checkpoint, capsys)
         (["--point", "900,5"], "outside the 512x512 image"),
         (["--point", "5,5", "--model", "nope"], "unknown model 'nope'"),
         (["--point", "5,5", "--objects", "a,,b"], "contains an empty name"),
+        (["--text", "hair", "--refine-edges"], "--refine-edges goes with --point/--box"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys, small_checkpoint, args, message):
