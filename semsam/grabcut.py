@@ -7,10 +7,17 @@ the clicks as sure seeds: a low-resolution mask's boundary then follows the imag
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+
+from semsam.data.records import mask_boxes
+
+if TYPE_CHECKING:
+    from semsam.predictor import Prediction, Predictor
 
 
 def import_cv2() -> ModuleType:
@@ -89,3 +96,12 @@ class GrabCutRefiner:
         refined = mask.copy()
         refined[y0:y1, x0:x1] = np.isin(window, (cv2.GC_FGD, cv2.GC_PR_FGD))
         return refined
+
+    def refine_prediction(
+        self, predictor: Predictor, image: np.ndarray, prediction: Prediction, points: Sequence[Sequence[int]],
+        labels: Sequence[int],
+    ) -> Prediction:
+        """`prediction` (from `predictor` on `image`) with every mask refined and its box re-measured."""
+        logits = predictor.upsample_logits(torch.from_numpy(prediction.logits)).cpu().numpy()
+        masks = np.stack([self.refine(image, level_logits, points, labels) for level_logits in logits])
+        return replace(prediction, masks=masks, boxes=mask_boxes(masks).astype(np.float32))

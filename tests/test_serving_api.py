@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from semsam import SemanticInfo
 from semsam.cli.main import main
+from semsam.grabcut import GrabCutRefiner
 from semsam.io import rle_to_mask
 from semsam.predictor import Predictor
 from semsam.serving import ServeLimits, create_app
@@ -91,6 +92,23 @@ def test_a_corrective_click_sends_back_the_chosen_masks_logits(small_model, scen
     assert np.array_equal(masks, expected.masks) and not np.array_equal(masks, without.masks)
     # float16 keeps the logits to about 3 significant digits.
     assert np.allclose(chosen.to_array(), predictor.predict(points=[[60, 45]]).logits[2], rtol=2e-3, atol=2e-3)
+
+
+def test_refine_edges_answers_with_the_grabcut_refinement(small_model, scene):
+    prompt = {"points": [[60, 45], [10, 10]], "labels": [1, 0]}
+    with make_client(small_model) as client:
+        image_id = upload(client, png_bytes(scene)).json()["image_id"]
+        response = client.post(f"/api/images/{image_id}/predict", json={**prompt, "refine_edges": True})
+        assert response.status_code == 200
+    predictor = Predictor(small_model)
+    predictor.set_image(scene)
+    expected = GrabCutRefiner().refine_prediction(predictor, scene, predictor.predict(**prompt), prompt["points"],
+                                                  prompt["labels"])
+    body = response.json()
+    masks = np.stack([rle_to_mask(rle) for rle in body["masks"]])
+    assert np.array_equal(masks, expected.masks)
+    assert body["areas"] == [int(mask.sum()) for mask in masks]
+    assert np.allclose(body["boxes"], expected.boxes)
 
 
 @pytest.mark.parametrize(

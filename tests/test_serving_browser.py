@@ -110,6 +110,14 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
         prompts = page.evaluate("({points: state.points, labels: state.labels, box: state.box})")
         assert prompts["labels"] == [1, 0] and prompts["box"] is not None
+        assert not any(body["refine_edges"] for body in sent)
+        # Sharp edges asks again for the same prompt, with GrabCut re-cutting the masks on the server.
+        with page.expect_response(lambda response: response.url.endswith("/predict")) as answered:
+            page.check("#refine-edges")
+        refined = answered.value
+        assert refined.ok and refined.request.post_data_json["refine_edges"] is True
+        assert refined.request.post_data_json["box"] == prompts["box"]
+        page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
         assert prompts["box"][0] == pytest.approx(20, abs=3) and prompts["box"][3] == pytest.approx(501, abs=3)
 
         # The page decodes the COCO RLE the same way pycocotools does (row sums, so orientation counts).

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from semsam.predictor import Prediction, Predictor
-
 DESCRIPTION = """Segment one image from clicks and/or a box, at every granularity.
 
 Writes to --out (K masks: 6 granularity levels for Semantic-SAM models, SAM's 3 ambiguity masks for sam_vit_*):
@@ -127,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     result = predictor.predict(points=points or None, labels=labels or None, box=box)
     if args.refine_edges:
         _progress("re-cutting the edges with GrabCut ...")
-        result = _refine_edges(predictor, image, result, points, labels)
+        from semsam.grabcut import GrabCutRefiner
+
+        result = GrabCutRefiner().refine_prediction(predictor, image, result, points, labels)
 
     overlay = granularity_panels(image, result.masks, result.scores, result.labels, points=points,
                                  point_labels=labels, box=box)
@@ -215,23 +215,6 @@ def run_text(args: argparse.Namespace, model: torch.nn.Module, image: np.ndarray
     print(f"wrote {out / 'overlay.png'}, {out / 'match1.png'} ... match{len(result.matches)}.png, "
           f"{out / 'result.json'}")
     return 0
-
-
-def _refine_edges(predictor: Predictor, image: np.ndarray, result: Prediction, points: list,
-                  labels: list[int]) -> Prediction:
-    """The prediction with each mask re-cut by GrabCut (`semsam.grabcut`), and its box re-measured."""
-    from dataclasses import replace
-
-    import numpy as np
-    import torch
-
-    from semsam.data.records import mask_boxes
-    from semsam.grabcut import GrabCutRefiner
-
-    refiner = GrabCutRefiner()
-    logits = predictor.upsample_logits(torch.from_numpy(result.logits)).numpy()
-    masks = np.stack([refiner.refine(image, level_logits, points, labels) for level_logits in logits])
-    return replace(result, masks=masks, boxes=mask_boxes(masks).astype(np.float32))
 
 
 def _progress(message: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from semsam import __version__
 from semsam.automatic import MaskGenerator, TextPrompter, TextResult, mask_names
 from semsam.build import ASSETS
+from semsam.grabcut import GrabCutRefiner
 from semsam.io import mask_to_rle
 from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor
@@ -136,11 +138,12 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
     @app.post("/api/images/{image_id}/predict", response_model=PredictResponse, responses=ERRORS,
               summary="K masks, part to whole, for clicks and/or a box")
     async def predict(image_id: str, prompt: PredictRequest, request: Request) -> PredictResponse:
-        height, width = store.image(image_id).shape[:2]
+        image = store.image(image_id)
+        height, width = image.shape[:2]
         check_prompt(prompt, width=width, height=height, max_points=limits.max_points)
         check_vocabularies(prompt.objects, prompt.parts, limits)
         work = lambda: store.with_predictor(  # noqa: E731 - a closure over the request, run in a worker thread
-            image_id, lambda predictor: prediction_response(predictor, prompt),
+            image_id, lambda predictor: prediction_response(predictor, prompt, image),
             objects=prompt.objects, parts=prompt.parts)
         return await request.app.state.runner.run(work)
 
@@ -224,11 +227,14 @@ def check_vocabularies(objects: str | None, parts: str | None, limits: ServeLimi
                                      f"{too_long[0][:20]!r}... has {len(too_long[0])}")
 
 
-def prediction_response(predictor: Predictor, prompt: PredictRequest) -> PredictResponse:
-    """Runs the decoder on an encoded image and encodes the K masks as COCO RLE."""
+def prediction_response(predictor: Predictor, prompt: PredictRequest, image: np.ndarray) -> PredictResponse:
+    """Runs the decoder on an encoded image (GrabCut re-cutting the edges when asked) and encodes the K masks as
+    COCO RLE."""
     mask_input = None if prompt.mask_input is None else prompt.mask_input.to_array()
     result = predictor.predict(points=prompt.points or None, labels=prompt.labels or None, box=prompt.box,
                                mask_input=mask_input)
+    if prompt.refine_edges:
+        result = GrabCutRefiner().refine_prediction(predictor, image, result, prompt.points, prompt.labels)
     labels = result.labels or [None] * len(result.masks)
     return PredictResponse(
         masks=[mask_to_rle(mask) for mask in result.masks],

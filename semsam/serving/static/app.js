@@ -163,7 +163,7 @@ async function predict() {
   drawStage();
   if (!state.points.length && !state.box) { state.result = null; state.masks = []; renderMasks(); return; }
   const body = { points: state.points, labels: state.labels, box: state.box, mask_input: state.maskInput,
-                 return_logits: true };
+                 return_logits: true, refine_edges: $("refine-edges").checked };
   setStatus("segmenting …");
   const started = performance.now();
   try {
@@ -461,7 +461,9 @@ $("text-form").addEventListener("submit", findText);
 $("everything-level").addEventListener("input", (event) => setEverythingLevel(Number(event.target.value)));
 $("download-png").addEventListener("click", downloadPng);
 $("download-json").addEventListener("click", downloadJson);
-for (const id of ["objects", "parts"]) $(id).addEventListener("change", () => { if (state.result) predict(); });
+for (const id of ["objects", "parts", "refine-edges"]) {
+  $(id).addEventListener("change", () => { if (state.result) predict(); });
+}
 
 (async () => {
   try {
