@@ -1,4 +1,5 @@
-"""OpenCV's GrabCut (Rother et al. 2004): the classical baseline, and an edge refinement of a model's mask.
+"""OpenCV's GrabCut (Rother et al. 2004) as an edge refinement of a model's masks; `import_cv2` also serves the
+classical GrabCut baseline (`semsam.evaluation.segmenters`).
 
 The refinement keeps the pixels the model is sure of and lets GrabCut re-decide the uncertain band by colour, with
 the clicks as sure seeds: a low-resolution mask's boundary then follows the image's edges.
