@@ -78,8 +78,10 @@ class GrabCutRefiner:
         if len(points) != len(labels):
             raise ValueError(f"one label per point: {len(points)} points, {len(labels)} labels")
         mask = logits > 0
-        cut = np.select([logits > self.band, logits < -self.band, mask], [cv2.GC_FGD, cv2.GC_BGD, cv2.GC_PR_FGD],
-                        cv2.GC_PR_BGD).astype(np.uint8)
+        # Filled in place as uint8: a full-size int64 array per mask would cost 8 bytes a pixel.
+        cut = np.where(mask, np.uint8(cv2.GC_PR_FGD), np.uint8(cv2.GC_PR_BGD))
+        cut[logits > self.band] = cv2.GC_FGD
+        cut[logits < -self.band] = cv2.GC_BGD
         for (x, y), label in zip(points, labels):
             cv2.circle(cut, (int(x), int(y)), self.seed_radius, int(cv2.GC_FGD if label else cv2.GC_BGD), thickness=-1)
         rows, cols = np.nonzero(mask)
