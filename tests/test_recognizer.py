@@ -150,6 +150,8 @@ def test_fitting_needs_labelled_objects():
     unlabelled.object_names = None
     with pytest.raises(ValueError, match="no dataset has labelled object masks"):
         fit_recognizer(recognizer, [unlabelled], TextEncoder(), progress=False)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0 and max_iterations >= 1, got -1.0, 300"):
+        fit_recognizer(recognizer, [unlabelled], TextEncoder(), weight_decay=-1.0, progress=False)
 
 
 def test_imagenet_weights_must_be_the_classifier(tmp_path, imagenet_file):
