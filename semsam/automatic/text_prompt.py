@@ -28,7 +28,7 @@ NAME_TEMPERATURE = 0.05
 # present in an image from absent ones, objects on COCO-MVal, parts on CCP, on the first half of each val split
 # (training images score higher than unseen ones). Object probabilities spread over more names and run lower than
 # part ones, hence two thresholds. Objects: the head times the recognizer (`Predictor`).
-DEFAULT_THRESHOLDS = {"object": 0.15, "part": 0.22}
+DEFAULT_THRESHOLDS = {"object": 0.14, "part": 0.23}
 # Candidates overlapping a better-ranked one by more than this mask IoU are the same answer at another level.
 DUPLICATE_IOU = 0.8
 OBJECT_LEVELS = (3, 4, 5, 6)
