@@ -44,7 +44,7 @@ class GrabCutRefiner:
         context: the cut runs on the mask's box grown by this fraction of its longer side on every side.
     """
 
-    band: float = 2.0
+    band: float = 4.0
     iterations: int = 3
     seed_radius: int = 5
     context: float = 0.3

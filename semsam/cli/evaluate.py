@@ -47,7 +47,7 @@ Reported per model: noc85/noc90 (mean clicks to reach 85%/90% IoU; never reached
 nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, fixed_positive/fixed_negative (share of
 corrective clicks whose own pixel the next mask gets right), seconds_per_click (decoder),
 seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor;
---refine-grabcut adds the model with GrabCut re-cutting the uncertain band of each answer (|logit| <= 2; clicks
+--refine-grabcut adds the model with GrabCut re-cutting the uncertain band of each answer (|logit| <= 4; clicks
 as sure seeds; the model still gets its own logits back).
 Datasets: the folder layouts grabcut (data_GT/, boundary_GT/; 128 = ignored boundary), berkeley (images/,
 masks/; --images for BSDS images kept elsewhere), davis (img/, gt/), or any data set `semsam train` reads,

@@ -32,7 +32,7 @@ image is searched; with --point/--box, only that prompt's masks ("the dog here")
 panel per match), match{i}.png and result.json. Needs a model with trained object/part heads (the embedded
 default has them).
 
-With --refine-edges, each mask's uncertain band (|logit| <= 2) is re-cut by OpenCV's GrabCut, with the clicks as
+With --refine-edges, each mask's uncertain band (|logit| <= 4) is re-cut by OpenCV's GrabCut, with the clicks as
 sure seeds: edges follow the image's (about 0.1 s per mask; needs pip install 'semsam[eval]').
 
 examples:
