@@ -33,6 +33,35 @@ def test_the_uncertain_band_snaps_to_the_object_edge():
     assert np.array_equal(refined[sure], (logits > 0)[sure])
 
 
+def test_a_window_above_max_pixels_is_cut_at_a_reduced_scale_keeping_sure_pixels_and_clicks():
+    large = BENCHMARK_OBJECT.repeat(8, 0).repeat(8, 1)
+    image = scene_image(large)
+    logits = blurred_logits(large, shift=16, scale=12.0)
+    # A negative click inside the sure foreground: GrabCut would take it back, so it must be kept at full size.
+    row, col = np.argwhere(logits > 4.0)[0] + 3
+    refiner = GrabCutRefiner(band=4.0, max_pixels=large.size // 64)
+    refined = refiner.refine(image, logits, [(240, 192), (int(col), int(row))], [1, 0])
+    assert masked_iou(refined, large) > max(0.95, masked_iou(logits > 0, large) + 0.05)
+    distance = np.hypot(*np.ogrid[-int(row):large.shape[0] - int(row), -int(col):large.shape[1] - int(col)])
+    assert not refined[distance <= 4].any()
+    sure = (np.abs(logits) > 4.0) & (distance > 6)
+    assert np.array_equal(refined[sure], (logits > 0)[sure])
+
+
+def test_one_input_gives_one_mask_whatever_opencv_random_state():
+    cv2 = pytest.importorskip("cv2")
+    noise = np.random.default_rng(6).integers(0, 256, (96, 128, 3))
+    image = ndimage.uniform_filter(noise.astype(float), (5, 5, 1)).astype(np.uint8)
+    rows, cols = np.mgrid[:96, :128]
+    ellipse = (cols - 64) ** 2 / 900 + (rows - 48) ** 2 / 400 < 1
+    logits = np.where(ellipse, ndimage.distance_transform_edt(ellipse), -ndimage.distance_transform_edt(~ellipse))
+    masks = []
+    for seed in (1, 2, 3):  # unseeded, GrabCut's k-means start differed between these by up to 6 pixels
+        cv2.setRNGSeed(seed)
+        masks.append(GrabCutRefiner().refine(image, (logits / 6).astype(np.float32), [(64, 48)], [1]))
+    assert all(np.array_equal(mask, masks[0]) for mask in masks)
+
+
 def test_clicks_are_sure_seeds():
     image = scene_image(BENCHMARK_OBJECT)
     logits = blurred_logits(BENCHMARK_OBJECT, shift=0)
@@ -51,6 +80,7 @@ def test_nothing_uncertain_or_nothing_to_learn_returns_the_model_mask():
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"band": -1.0}, "band >= 0"), ({"iterations": 0}, "iterations >= 1"), ({"context": float("nan")}, "context"),
+    ({"max_pixels": 0}, "max_pixels >= 1"),
 ])
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):

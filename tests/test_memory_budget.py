@@ -67,3 +67,15 @@ def test_everything_on_the_server_stays_within_its_memory_budget(small_model, la
     assert response.status_code == 200 and len(response.json()["masks"]) >= 8
     print(f"/everything at {SIDE}x{SIDE}: +{increase:.0f} MiB for {len(response.json()['masks'])} masks")
     assert increase < MEMORY_BUDGET_MIB, f"{increase:.0f} MiB for {len(response.json()['masks'])} masks"
+
+
+def test_a_click_with_sharp_edges_on_the_server_stays_within_the_memory_budget(small_model, largest_image):
+    with TestClient(create_app(model=small_model, model_name="small", limits=ServeLimits())) as client:
+        image_id = upload(client, png_bytes(largest_image)).json()["image_id"]
+        click = {"points": [[1500, 1500]], "labels": [1]}
+        assert client.post(f"/api/images/{image_id}/predict", json=click).status_code == 200  # encodes the image
+        increase, response = peak_increase_mib(lambda: client.post(
+            f"/api/images/{image_id}/predict", json={**click, "refine_edges": True}))
+    assert response.status_code == 200 and len(response.json()["masks"]) == 6
+    print(f"/predict with refine_edges at {SIDE}x{SIDE}: +{increase:.0f} MiB")
+    assert increase < MEMORY_BUDGET_MIB, f"{increase:.0f} MiB"
