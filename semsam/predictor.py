@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from semsam.data.records import mask_boxes
-from semsam.image import as_rgb_uint8
+from semsam.image import as_rgb_uint8, resize_long_side
 from semsam.modeling import DecoderOutput, SemanticSam
 from semsam.modeling.sam import Sam, SamOutput
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
@@ -107,6 +107,7 @@ class Predictor:
         self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
         self._features = None
         self._recognition: torch.Tensor | None = None
+        self._recognizer_image: np.ndarray | None = None
         self._original_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
         self.set_vocabulary(objects=objects, parts=parts)
@@ -154,8 +155,14 @@ class Predictor:
         resized = self.model.resize_image(rgb)
         tensor = torch.tensor(resized).permute(2, 0, 1)[None].to(self.model.device)
         self._features = self.model.encode_image(self.model.preprocess(tensor))
-        self._recognition = self.model.recognizer.encode(rgb) if self._has_recognizer else None
+        # The recognizer's pass (about half of this call) runs only for a vocabulary it serves; after a change to
+        # one, at the first labelled prediction. Its small input is kept for that.
+        self._recognizer_image = (resize_long_side(rgb, self.model.recognizer.config.input_size)
+                                  if self._has_recognizer else None)
+        self._recognition = None
         self._original_size, self._input_size = rgb.shape[:2], resized.shape[:2]
+        if self.recognizer_active:
+            self._recognition = self.model.recognizer.encode(self._recognizer_image)
 
     def predict(
         self,
@@ -315,7 +322,7 @@ class Predictor:
         object_text, part_text = self._embeddings()
         head = self.model.sem_seg_head.predictor
         objects = head.classify(output.object_embeddings[0], object_text).float().log_softmax(-1)
-        if self._recognition is not None and self.recognizer_active:
+        if self._recognizer_image is not None and self.recognizer_active:
             # A product of experts: the head and the frozen ImageNet prior must agree on a name.
             objects = objects + self._recognized(output.mask_logits[0], object_text)
         return objects.softmax(-1), head.classify(output.part_embeddings[0], part_text).softmax(-1)
@@ -325,6 +332,8 @@ class Predictor:
         valid_h, valid_w = self._valid_low_res_size()
         masks = mask_logits[..., :valid_h, :valid_w].flatten(0, 1) > 0
         recognizer = self.model.recognizer
+        if self._recognition is None:
+            self._recognition = recognizer.encode(self._recognizer_image)
         logits = recognizer.logits(recognizer.pool(self._recognition, masks), object_text.float())
         return logits.log_softmax(-1).view(*mask_logits.shape[:2], -1)
 

@@ -133,6 +133,25 @@ def test_the_recognizer_sits_out_vocabularies_with_names_it_was_not_fitted_on(mi
     torch.testing.assert_close(reordered[..., order], fused)
 
 
+def test_the_recognizer_runs_only_for_a_vocabulary_it_serves(micro_labelled_model, monkeypatch):
+    image = SyntheticPartsDataset(split="val", length=1, image_size=64)[0].image
+    model = _labelled_copy(micro_labelled_model, fitted=True, projection_seed=1)
+    eager = Predictor(model)
+    eager.set_image(image)
+    expected = eager.predict_low_res(PROMPTS).label_probabilities[0]
+    encoded = []
+    encode = model.recognizer.encode
+    monkeypatch.setattr(model.recognizer, "encode", lambda pixels: encoded.append(1) or encode(pixels))
+    predictor = Predictor(model, objects=[*OBJECT_NAMES, "astronaut"])
+    predictor.set_image(image)
+    predictor.predict_low_res(PROMPTS)
+    assert encoded == []
+    predictor.set_vocabulary(objects=None, parts=None)
+    torch.testing.assert_close(predictor.predict_low_res(PROMPTS).label_probabilities[0], expected)
+    predictor.predict_low_res(PROMPTS)
+    assert encoded == [1]
+
+
 def test_fitting_learns_the_names_of_the_object_masks(imagenet_file):
     recognizer = MaskRecognizer(config=RecognizerConfig(input_size=64))
     load_imagenet_embedder(recognizer, imagenet_file)
