@@ -322,7 +322,7 @@ class Predictor:
         object_text, part_text = self._embeddings()
         head = self.model.sem_seg_head.predictor
         objects = head.classify(output.object_embeddings[0], object_text).float().log_softmax(-1)
-        if self._recognizer_image is not None and self.recognizer_active:
+        if self.recognizer_active:
             # A product of experts: the head and the frozen ImageNet prior must agree on a name.
             objects = objects + self._recognized(output.mask_logits[0], object_text)
         return objects.softmax(-1), head.classify(output.part_embeddings[0], part_text).softmax(-1)
