@@ -116,18 +116,18 @@ class GrabCutRefiner:
         cv2.setRNGSeed(0)
         cv2.grabCut(bgr, cut, None, *models, self.iterations, cv2.GC_INIT_WITH_MASK)
         decided = np.isin(cut, (cv2.GC_FGD, cv2.GC_PR_FGD))
-        refined = mask.copy()
+        # `mask` is this call's own array, so the window is written into it rather than into a full-size copy.
         if scale == 1:
-            refined[y0:y1, x0:x1] = decided
-            return refined
+            mask[y0:y1, x0:x1] = decided
+            return mask
         # At a reduced scale GrabCut decides only the uncertain band; sure pixels and click disks keep full resolution.
         upsampled = cv2.resize(decided.view(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
         window = np.where(np.abs(window_logits) <= self.band, upsampled.view(bool), mask[y0:y1, x0:x1])
         for (x, y), label in zip(points, labels):
             cv2.circle(window.view(np.uint8), (int(x) - x0, int(y) - y0), self.seed_radius, int(bool(label)),
                        thickness=-1)
-        refined[y0:y1, x0:x1] = window
-        return refined
+        mask[y0:y1, x0:x1] = window
+        return mask
 
     def refine_prediction(
         self, predictor: Predictor, image: np.ndarray, prediction: Prediction, points: Sequence[Sequence[int]],
