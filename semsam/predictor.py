@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,14 +15,13 @@ from semsam.data.records import mask_boxes
 from semsam.image import as_rgb_uint8, resize_long_side
 from semsam.modeling import DecoderOutput, SemanticSam
 from semsam.modeling.sam import Sam, SamOutput
+from semsam.resampling import upsampling_map
 from semsam.text import DEFAULT_OBJECTS, DEFAULT_PARTS, TextEncoder, parse_vocabulary
 
 MAX_PROMPTS_PER_PASS = 64
 # Full-resolution float logits held at once when upsampling (64 MiB): one mask of a 4096 x 4096 image, 64 of a
 # 512 x 512 one. Masks are upsampled in chunks of this many pixels, so memory does not grow with their count.
 UPSAMPLING_CHUNK_PIXELS = 2**24
-# Original-image pixels per tile of the upsampling map (see `_upsampling_map`).
-UPSAMPLING_TILE = 64
 
 
 @dataclass(frozen=True)
@@ -237,16 +235,35 @@ class Predictor:
         (input_h, input_w), (height, width) = self._input_size, self._original_size
         low_h, low_w = logits.shape[-2:]
         flat = logits.reshape(-1, low_h, low_w).float()
-        rows = [(start, weights.to(flat.device)) for start, weights in _upsampling_map(low_h, input_h, height)]
+        rows = [(start, weights.to(flat.device)) for start, weights in upsampling_map(low_h, input_h, height)]
         flat = torch.cat([weights @ flat[:, start : start + weights.shape[1]] for start, weights in rows], dim=1)
         # Tiles are written into the output as they are made, so that the full-size result exists only once.
         out = flat.new_empty(flat.shape[0], height, width)
         column = 0
-        for start, weights in _upsampling_map(low_w, input_w, width):
+        for start, weights in upsampling_map(low_w, input_w, width):
             weights = weights.to(flat.device)
             out[..., column : column + weights.shape[0]] = flat[..., start : start + weights.shape[1]] @ weights.t()
             column += weights.shape[0]
         return out.reshape(*logits.shape[:-2], height, width)
+
+    @torch.inference_mode()
+    def mask_input_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Logits [H, W] at the current image's size as a mask prompt (`Prompt.mask_input`): roughly the inverse of
+        `upsample_logits`, e.g. for logits pasted together from predictions on crops of the image.
+
+        Returns:
+            [h, w] float32 low-resolution logits; the padding beyond the image is background (-20).
+        """
+        if self._original_size is None:
+            raise RuntimeError("call set_image(image) before converting logits")
+        if logits.shape != self._original_size:
+            raise ValueError(f"logits must have the image's size {self._original_size}, got {logits.shape}")
+        valid_h, valid_w = self._valid_low_res_size()
+        low = F.interpolate(torch.as_tensor(logits, dtype=torch.float32)[None, None], size=(valid_h, valid_w),
+                            mode="bilinear", align_corners=False, antialias=True)[0, 0]
+        mask_input = torch.full(tuple(self.model.mask_input_size(self._features)), -20.0)
+        mask_input[:valid_h, :valid_w] = low
+        return mask_input.numpy()
 
     def upsampled_chunks(self, logits: torch.Tensor) -> Iterator[torch.Tensor]:
         """`upsample_logits` of [N, h, w] logits a few masks at a time, in order, each chunk [n, H, W].
@@ -386,20 +403,3 @@ def _numbers(value: object, name: str, form: str) -> np.ndarray:
     except (ValueError, TypeError):
         shown = repr(value)
         raise ValueError(f"{name} must be {form}, got {shown[:80]}{'...' if len(shown) > 80 else ''}") from None
-
-
-@functools.lru_cache(maxsize=32)
-def _upsampling_map(low: int, valid: int, size: int) -> tuple[tuple[int, torch.Tensor], ...]:
-    """SAM's 1-D map from `low` logits to `size` pixels: bilinear to 4 * low, keep the first `valid`, bilinear to
-    `size`. Each pixel depends on a few neighbouring logits, so the map is cut into tiles of consecutive pixels,
-    each stored with the first logit it uses and its weights [tile pixels, logits used]."""
-    impulses = torch.eye(low, dtype=torch.float64).view(low, 1, low, 1)
-    padded = F.interpolate(impulses, size=(4 * low, 1), mode="bilinear", align_corners=False)
-    weights = F.interpolate(padded[:, :, :valid], size=(size, 1), mode="bilinear", align_corners=False)
-    weights = weights.view(low, size).t()
-    tiles = []
-    for first in range(0, size, UPSAMPLING_TILE):
-        used = torch.nonzero(weights[first : first + UPSAMPLING_TILE].abs().sum(0))[:, 0]
-        start, stop = int(used[0]), int(used[-1]) + 1
-        tiles.append((start, weights[first : first + UPSAMPLING_TILE, start:stop].float()))
-    return tuple(tiles)

@@ -222,6 +222,16 @@ def test_eval_interactive_on_each_layout(tmp_path, capsys, checkpoint, kind):
     assert (out / "miou_per_click.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_zoom_in_and_refinement_add_every_combination(tmp_path, capsys, checkpoint):
+    write_coco_instances(tmp_path, "val")
+    args = ["eval", "interactive", "--dataset", "coco", "--root", str(tmp_path), "--split", "val",
+            "--checkpoint", str(checkpoint), "--max-clicks", "3", "--zoom-in", "--refine-grabcut"]
+    assert main(args) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["name"] for r in results] == ["tiny", "tiny+grabcut", "tiny+zoom", "tiny+zoom+grabcut"]
+    assert all(r["objects"] == 4 and 1 <= r["noc90"] <= 3 for r in results)
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--split", "val"], "without splits"),
     (["--max-clicks", "0"], "--max-clicks must be at least 1"),
@@ -234,6 +244,7 @@ def test_eval_interactive_errors(tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
-def test_interactive_options_belong_to_interactive(capsys):
-    assert main(["eval", "click", "--dataset", "bsds500", "--grabcut"]) == 2
+@pytest.mark.parametrize("flag", ["--grabcut", "--refine-grabcut", "--zoom-in"])
+def test_interactive_options_belong_to_interactive(capsys, flag):
+    assert main(["eval", "click", "--dataset", "bsds500", flag]) == 2
     assert "belong to the interactive protocol" in capsys.readouterr().err

@@ -48,7 +48,9 @@ nof85/nof90 (objects never reaching it), miou_at_1/3/5, miou_per_click, fixed_po
 corrective clicks whose own pixel the next mask gets right), seconds_per_click (decoder),
 seconds_per_image (encoder); --grabcut adds OpenCV's GrabCut (object box + clicks as seeds) as a floor;
 --refine-grabcut adds the model with GrabCut re-cutting the uncertain band of each answer (|logit| <= 4; clicks
-as sure seeds; the model still gets its own logits back).
+as sure seeds; the model still gets its own logits back); --zoom-in adds the model answering each click after
+the second on a crop around the previous mask and the positive clicks (their box scaled by 1.8, re-encoded
+when it moves), as RITM does; both flags together also add the model with both.
 Datasets: the folder layouts grabcut (data_GT/, boundary_GT/; 128 = ignored boundary), berkeley (images/,
 masks/; --images for BSDS images kept elsewhere), davis (img/, gt/), or any data set `semsam train` reads,
 each instance mask one object. With --out DIR: DIR/interactive.json (with per-object IoUs) and
@@ -106,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grabcut", action="store_true", help="interactive: also run OpenCV's GrabCut baseline")
     parser.add_argument("--refine-grabcut", action="store_true",
                         help="interactive: also run the model with GrabCut re-cutting the edges of its masks")
+    parser.add_argument("--zoom-in", action="store_true",
+                        help="interactive: also run the model answering clicks after the second on a crop around "
+                             "the object (with --refine-grabcut, also both together)")
     parser.add_argument("--text-threshold", type=float, metavar="T",
                         help="text: score below which a name is not found, for objects and parts alike (default: "
                         "the text prompter's calibrated ones)")
@@ -136,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         return run_interactive(args)
     if args.text_threshold is not None and args.protocol != "text":
         raise ValueError("--text-threshold belongs to the text protocol")
-    if args.images or args.grabcut or args.refine_grabcut:
-        raise ValueError("--images, --grabcut and --refine-grabcut belong to the interactive protocol")
+    if args.images or args.grabcut or args.refine_grabcut or args.zoom_in:
+        raise ValueError("--images, --grabcut, --refine-grabcut and --zoom-in belong to the interactive protocol")
     if args.protocol != "everything" and any(getattr(args, name) != value for name, value in GRID_DEFAULTS.items()):
         raise ValueError("--points-per-side, --pred-iou-thresh and --stability-thresh belong to the everything "
                          "protocol")
@@ -195,11 +200,12 @@ def run_interactive(args: argparse.Namespace) -> int:
     from semsam.build import load_model
     from semsam.data.benchmarks import FOLDER_LAYOUTS, FolderBenchmark, RecordBenchmark
     from semsam.evaluation.curves import plot_miou_per_click
-    from semsam.evaluation.interactive import evaluate_interactive
+    from semsam.evaluation.interactive import InteractiveSegmenter, evaluate_interactive
     from semsam.evaluation.segmenters import GrabCutSegmenter, ModelSegmenter
     from semsam.grabcut import GrabCutRefiner
     from semsam.io import write_json_atomic
     from semsam.predictor import Predictor
+    from semsam.zoom import ZoomIn
 
     if args.max_clicks < 1:
         raise ValueError(f"--max-clicks must be at least 1, got {args.max_clicks}")
@@ -217,9 +223,11 @@ def run_interactive(args: argparse.Namespace) -> int:
         images = RecordBenchmark(open_dataset(args))
     name = Path(args.checkpoint).stem if args.checkpoint else "embedded"
     predictor = Predictor(load_model(args.model, checkpoint=args.checkpoint))
-    segmenters = [ModelSegmenter(predictor, name=name)]
-    if args.refine_grabcut:
-        segmenters.append(ModelSegmenter(predictor, name=f"{name}+grabcut", refiner=GrabCutRefiner()))
+    segmenters: list[InteractiveSegmenter] = [
+        ModelSegmenter(predictor, name=name + "+zoom" * zoom + "+grabcut" * refine,
+                       zoom_in=ZoomIn() if zoom else None, refiner=GrabCutRefiner() if refine else None)
+        for zoom in dict.fromkeys((False, args.zoom_in)) for refine in dict.fromkeys((False, args.refine_grabcut))
+    ]
     if args.grabcut:
         segmenters.append(GrabCutSegmenter())
     results, walls = [], []

@@ -11,6 +11,7 @@ from semsam.grabcut import GrabCutRefiner, import_cv2
 from semsam.image import as_rgb_uint8
 from semsam.modeling.sam import Sam
 from semsam.predictor import Predictor, Prompt
+from semsam.zoom import Box, ZoomIn, box_iou
 
 
 class ModelSegmenter:
@@ -24,46 +25,88 @@ class ModelSegmenter:
       granularity then carries over through the fed-back mask.
 
     With a `refiner`, each answer's uncertain band is re-cut by GrabCut (`semsam.grabcut`); the model still gets its
-    own logits back.
+    own logits back. With `zoom_in`, clicks after the first few are answered on a crop around the object
+    (`semsam.zoom`), encoded as a new image; the clicks outside the crop are left out, and the previous answer,
+    cropped, is the mask prompt whenever the crop changes.
 
     Args:
         predictor: wraps the model under test.
         name: the name results and plots use.
         refiner: re-cuts the edges of each answer; None returns the model's masks.
+        zoom_in: when and where to crop; None answers every click on the whole image.
     """
 
-    def __init__(self, predictor: Predictor, *, name: str = "model", refiner: GrabCutRefiner | None = None) -> None:
+    def __init__(
+        self, predictor: Predictor, *, name: str = "model", refiner: GrabCutRefiner | None = None,
+        zoom_in: ZoomIn | None = None,
+    ) -> None:
         self.predictor = predictor
         self.name = name
         self.refiner = refiner
+        self.zoom_in = zoom_in
+        # A second predictor keeps the crop's encoding, so the whole image is encoded once for all its objects.
+        self._crop_predictor = None if zoom_in is None else Predictor(predictor.model)
         self._image: np.ndarray | None = None
         self.single_mask_after_first = isinstance(predictor.model, Sam)
         self._points: list[tuple[int, int]] = []
         self._labels: list[int] = []
         self._logits: np.ndarray | None = None
+        self._answer: np.ndarray | None = None
+        self._crop: Box | None = None
         self._token: int | None = None
+
+    @property
+    def crop(self) -> Box | None:
+        """The crop (x0, y0, x1, y1) the current object's last click was answered on; None for the whole image."""
+        return self._crop
 
     def set_image(self, image: np.ndarray) -> None:
         self.predictor.set_image(image)
-        self._image = as_rgb_uint8(image) if self.refiner is not None else None
+        keep = self.refiner is not None or self.zoom_in is not None
+        self._image = as_rgb_uint8(image) if keep else None
 
     def start_object(self, box: Sequence[int]) -> None:
-        self._points, self._labels, self._logits, self._token = [], [], None, None
+        self._points, self._labels, self._logits, self._answer, self._crop, self._token = [], [], None, None, None, None
 
     def add_click(self, click: Click) -> np.ndarray:
         self._points.append((click.col, click.row))
         self._labels.append(int(click.positive))
+        if self.zoom_in is not None and len(self._points) > self.zoom_in.skip_clicks:
+            self._answer = self._zoomed_answer()
+        else:
+            self._answer = self._answer_on(self.predictor, self._points, self._labels, self._logits)
+        if self.refiner is None:
+            return self._answer > 0
+        return self.refiner.refine(self._image, self._answer, self._points, self._labels)
+
+    def _zoomed_answer(self) -> np.ndarray:
+        """The answer [H, W] from the crop around the previous answer and the positive clicks."""
+        box = self.zoom_in.crop_box(self._answer > 0, self._points, self._labels)
+        x0, y0, x1, y1 = box
+        if self._crop is None or box_iou(box, self._crop) < self.zoom_in.recompute_iou:
+            self._crop = box
+            self._crop_predictor.set_image(self._image[y0:y1, x0:x1])
+            self._logits = self._crop_predictor.mask_input_from_logits(self._answer[y0:y1, x0:x1])
+        x0, y0, x1, y1 = self._crop
+        inside = [i for i, (x, y) in enumerate(self._points) if x0 <= x < x1 and y0 <= y < y1]
+        points = [(self._points[i][0] - x0, self._points[i][1] - y0) for i in inside]
+        crop_answer = self._answer_on(self._crop_predictor, points, [self._labels[i] for i in inside], self._logits)
+        answer = np.full(self._answer.shape, -20.0, np.float32)
+        answer[y0:y1, x0:x1] = crop_answer
+        return answer
+
+    def _answer_on(
+        self, predictor: Predictor, points: list[tuple[int, int]], labels: list[int], mask_input: np.ndarray | None
+    ) -> np.ndarray:
+        """Logits [h, w] at the size of `predictor`'s image; keeps their low-resolution form for the next click."""
         single = self.single_mask_after_first and self._token is not None
-        prompt = Prompt(points=list(self._points), labels=list(self._labels), mask_input=self._logits)
-        output = self.predictor.predict_low_res([prompt], multimask=not single)
+        prompt = Prompt(points=list(points), labels=list(labels), mask_input=mask_input)
+        output = predictor.predict_low_res([prompt], multimask=not single)
         if self._token is None:
             self._token = int(output.scores[0].argmax())
         logits = output.logits[0, 0 if single else self._token]
         self._logits = logits.cpu().numpy()
-        upsampled = self.predictor.upsample_logits(logits).cpu().numpy()
-        if self.refiner is None:
-            return upsampled > 0
-        return self.refiner.refine(self._image, upsampled, self._points, self._labels)
+        return predictor.upsample_logits(logits).cpu().numpy()
 
 
 class GrabCutSegmenter:
