@@ -89,6 +89,8 @@ class Predictor:
         parts: part vocabulary, likewise.
         text_encoder: embeds the vocabularies; default: a `TextEncoder` with a disk cache. Share one between
             predictors to share its memory cache.
+        labels: name the masks when the heads were trained; False skips the heads and the recognizer, for callers
+            that need masks only.
     """
 
     def __init__(
@@ -98,8 +100,10 @@ class Predictor:
         objects: str | Sequence[str] | None = None,
         parts: str | Sequence[str] | None = None,
         text_encoder: TextEncoder | None = None,
+        labels: bool = True,
     ) -> None:
         self.model = model.eval()
+        self._labelling = labels
         self._text_encoder = text_encoder or TextEncoder()
         self._vocabulary: tuple[list[str], list[str]] | None = None
         self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -117,8 +121,8 @@ class Predictor:
 
     @property
     def labels_available(self) -> bool:
-        """Whether masks get labels: only when the model's classification heads were trained."""
-        return self.model.semantic.trained
+        """Whether masks get labels: only when the model's classification heads were trained, and asked for."""
+        return self._labelling and self.model.semantic.trained
 
     @property
     def recognizer_active(self) -> bool:

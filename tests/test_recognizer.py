@@ -219,3 +219,15 @@ def test_training_leaves_the_frozen_recognizer_out_of_the_optimizer(tmp_path):
     assert recognizer is not None
     assert not optimised & {id(p) for p in recognizer.parameters()}
     assert np.all([not p.requires_grad for p in recognizer.parameters()])
+
+
+def test_a_predictor_without_labels_skips_heads_and_recognizer_and_gives_the_same_masks(micro_labelled_model):
+    image = SyntheticPartsDataset(split="val", length=1, image_size=64)[0].image
+    model = _labelled_copy(micro_labelled_model, fitted=True, projection_seed=1)
+    labelled, plain = Predictor(model), Predictor(model, labels=False)
+    assert labelled.recognizer_active and not plain.recognizer_active and not plain.labels_available
+    for predictor in (labelled, plain):
+        predictor.set_image(image)
+    named, unnamed = labelled.predict_low_res(PROMPTS), plain.predict_low_res(PROMPTS)
+    assert unnamed.labels is None and unnamed.label_probabilities is None and named.labels is not None
+    torch.testing.assert_close(unnamed.logits, named.logits)

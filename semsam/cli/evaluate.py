@@ -77,6 +77,7 @@ examples:
   semsam eval labels --dataset coco --root data/camvid --split val
   semsam eval labels --dataset coco_parts --root data/ccp --split val
   semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results
+  semsam eval interactive --dataset coco --root data/coco_mval --split val --zoom-in --refine-grabcut
   semsam eval interactive --dataset berkeley --root Berkeley --images BSDS500/images/test --max-clicks 20
   semsam eval text --dataset coco --root data/coco_mval --split val
   semsam eval text --dataset coco_parts --root data/ccp --split train --max-images 200
@@ -222,7 +223,7 @@ def run_interactive(args: argparse.Namespace) -> int:
     else:
         images = RecordBenchmark(open_dataset(args))
     name = Path(args.checkpoint).stem if args.checkpoint else "embedded"
-    predictor = Predictor(load_model(args.model, checkpoint=args.checkpoint))
+    predictor = Predictor(load_model(args.model, checkpoint=args.checkpoint), labels=False)
     segmenters: list[InteractiveSegmenter] = [
         ModelSegmenter(predictor, name=name + "+zoom" * zoom + "+grabcut" * refine,
                        zoom_in=ZoomIn() if zoom else None, refiner=GrabCutRefiner() if refine else None)

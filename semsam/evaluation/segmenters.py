@@ -45,7 +45,7 @@ class ModelSegmenter:
         self.refiner = refiner
         self.zoom_in = zoom_in
         # A second predictor keeps the crop's encoding, so the whole image is encoded once for all its objects.
-        self._crop_predictor = None if zoom_in is None else Predictor(predictor.model)
+        self._crop_predictor = None if zoom_in is None else Predictor(predictor.model, labels=False)
         self._image: np.ndarray | None = None
         self.single_mask_after_first = isinstance(predictor.model, Sam)
         self._points: list[tuple[int, int]] = []
