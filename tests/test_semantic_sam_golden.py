@@ -165,7 +165,9 @@ def test_full_resolution_masks_match_the_official_demo(model, case):
         assert np.array_equal(official_logits > 0, official)
         differing = masks != official
         assert np.abs(official_logits[differing]).max(initial=0.0) <= 1e-4
-        assert differing.sum() <= 2, f"click {c}: {differing.sum()} pixels differ"
+        # How many near-zero pixels flip depends on the CPU's kernels: 2 at most on one x86-64 machine, 3 on a Xeon
+        # with AVX-512 and AMX (2026-12-02), all within the tolerance above.
+        assert differing.sum() <= 8, f"click {c}: {differing.sum()} pixels differ"
 
 
 def _native(model, size: int):

@@ -22,6 +22,7 @@ examples:
   semsam train configs/joint_mobilenet.toml --data-root ~/datasets
   semsam fit-recognizer configs/joint_mobilenet.toml --checkpoint runs/joint_mobilenet/final.safetensors \\
       --imagenet mobilenet_v2_imagenet.safetensors --out recognized.safetensors
+  semsam calibrate-iou configs/joint_mobilenet.toml --checkpoint recognized.safetensors --out calibrated.safetensors
   semsam eval click --dataset bsds500 --root data/bsds500 --split val
   semsam eval labels --dataset synthetic_parts --split val --checkpoint runs/synthetic_parts_mobilenet/final.safetensors
   semsam eval interactive --dataset coco --root data/coco_mval --split val --grabcut --out results

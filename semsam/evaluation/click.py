@@ -46,6 +46,15 @@ def interior_click(mask: np.ndarray) -> tuple[int, int]:
     return pixel[1], pixel[0]
 
 
+def click_targets(masks: np.ndarray) -> list[tuple[int, tuple[int, int]]]:
+    """The protocol's targets among an image's segments [M, H, W]: the index of each covering >= 0.5% of the image,
+    with its click (x, y) at the segment's interior-most pixel."""
+    if len(masks) == 0:
+        return []
+    areas = masks.reshape(len(masks), -1).sum(1)
+    return [(int(i), interior_click(masks[i])) for i in np.flatnonzero(areas >= MIN_AREA_FRACTION * masks[0].size)]
+
+
 def mask_ious(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
     """IoU of each of K predicted masks [K, H, W] with one target [H, W]."""
     flat = predicted.reshape(len(predicted), -1)
@@ -76,16 +85,14 @@ def evaluate_clicks(
     for index in tqdm(range(count), desc="evaluating", unit="image", disable=not progress):
         record = dataset[index]
         masks = record.masks
-        areas = masks.reshape(len(masks), -1).sum(1)
-        targets = np.flatnonzero(areas >= MIN_AREA_FRACTION * masks[0].size)
-        if len(targets) == 0:
+        targets = click_targets(masks)
+        if not targets:
             continue
         start = time.perf_counter()
         predictor.set_image(record.image)
         encode_seconds += time.perf_counter() - start
         images += 1
-        for index in targets:
-            x, y = interior_click(masks[index])
+        for index, (x, y) in targets:
             start = time.perf_counter()
             prediction = predictor.predict(points=[(x, y)], labels=[1])
             decode_seconds += time.perf_counter() - start
