@@ -7,13 +7,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers import MICRO, halves_annotations, synthetic_config, write_bsds
 
-from helpers import synthetic_config
 from semsam import SemanticInfo, load_model, save_checkpoint
 from semsam.cli.main import main
+from semsam.config import MODEL_CONFIGS
 from semsam.data.synthetic import SyntheticPartsDataset
+from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor, Prompt
 from semsam.training.calibration import ClickScores, click_scores, fit_iou_calibration
+from semsam.training.config import load_train_config
+from semsam.training.trainer import Trainer
 
 
 def test_fit_recovers_a_linear_map_per_output_and_weighs_data_sets_equally():
@@ -82,3 +86,16 @@ def test_calibrate_iou_writes_a_checkpoint_that_scores_with_it(tmp_path, capsys,
     assert main(["calibrate-iou", str(config), "--checkpoint", str(checkpoint), "--out", str(out),
                  "--max-images", "0"]) == 2
     assert "--max-images must be at least 1" in capsys.readouterr().err
+
+
+def test_training_from_a_calibrated_checkpoint_starts_from_raw_scores(tmp_path, monkeypatch):
+    monkeypatch.setitem(MODEL_CONFIGS, "micro", MICRO)
+    info = SemanticInfo(iou_calibration=[[0.5, 0.1]] * 6)
+    save_checkpoint(tmp_path / "calibrated.safetensors", SemanticSam(config=MICRO), MICRO, info)
+    write_bsds(tmp_path / "bsds", "train", "0001", halves_annotations())
+    lines = ['model = "micro"', f'output_dir = "{tmp_path / "run"}"', "steps = 1", "batch_size = 1",
+             "prompts_per_image = 2", "image_size = 64", "num_points = 64", "warmup_steps = 1",
+             f'init_checkpoint = "{tmp_path / "calibrated.safetensors"}"',
+             "[[datasets]]", 'kind = "bsds500"', f'root = "{tmp_path / "bsds"}"', 'split = "train"']
+    (tmp_path / "run.toml").write_text("\n".join(lines) + "\n")
+    assert Trainer(config=load_train_config(tmp_path / "run.toml")).model.semantic.iou_calibration == []
