@@ -49,13 +49,13 @@ class ZoomIn:
             to the image.
         """
         height, width = mask.shape
-        positive = np.array([p for p, label in zip(points, labels) if label], np.int64).reshape(-1, 2)
-        x0, y0, x1, y1 = mask_boxes(mask[None])[0].tolist()
+        corners = [tuple(p) for p, label in zip(points, labels) if label]
         if mask.any():
-            positive = np.concatenate([positive, [[x0, y0], [x1 - 1, y1 - 1]]])
-        if len(positive) == 0:
+            x0, y0, x1, y1 = mask_boxes(mask[None])[0].tolist()
+            corners += [(x0, y0), (x1 - 1, y1 - 1)]
+        if not corners:
             return 0, 0, width, height
-        (x0, y0), (x1, y1) = positive.min(0), positive.max(0) + 1
+        (x0, y0), (x1, y1) = np.min(corners, 0), np.max(corners, 0) + 1
         centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
         half_w = max((x1 - x0) * self.expansion, self.min_size) / 2
         half_h = max((y1 - y0) * self.expansion, self.min_size) / 2

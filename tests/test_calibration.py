@@ -31,6 +31,14 @@ def test_fit_recovers_a_linear_map_per_output_and_weighs_data_sets_equally():
     np.testing.assert_allclose(np.array(fit_iou_calibration([exact, shifted]))[:, 1], truth[:, 1] + 0.1, atol=1e-9)
 
 
+def test_top1_miou_ranks_by_the_calibrated_scores():
+    sample = ClickScores(ious=np.array([[0.2, 0.9], [0.8, 0.1]]), scores=np.array([[0.9, 0.5], [0.9, 0.2]]))
+    assert sample.top1_miou() == pytest.approx(0.5)
+    # Output 2's scores become 1.1 and 0.8: it ranks first on the first click only.
+    assert sample.top1_miou([[1.0, 0.0], [1.0, 0.6]]) == pytest.approx(0.85)
+    assert np.isnan(ClickScores(ious=np.zeros((0, 2)), scores=np.zeros((0, 2))).top1_miou())
+
+
 def test_fit_refuses_nothing_to_fit():
     with pytest.raises(ValueError, match="no click targets"):
         fit_iou_calibration([ClickScores(ious=np.zeros((0, 6)), scores=np.zeros((0, 6)))])

@@ -156,8 +156,6 @@ def _register_calibration(subparsers: argparse._SubParsersAction) -> None:
 def run_calibration(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    import numpy as np
-
     from semsam.build import load_model
     from semsam.checkpoint import save_checkpoint
     from semsam.data import build_dataset
@@ -178,12 +176,9 @@ def run_calibration(args: argparse.Namespace) -> int:
     calibration = fit_iou_calibration(samples)
     model.semantic = replace(model.semantic, iou_calibration=calibration)
     save_checkpoint(args.out, model, model.config, model.semantic)
-    scale, offset = np.array(calibration).T
     for spec, sample in zip(config.datasets, samples):
-        rows = np.arange(len(sample.ious))
-        before = sample.ious[rows, sample.scores.argmax(1)].mean() if len(rows) else float("nan")
-        after = sample.ious[rows, (sample.scores * scale + offset).argmax(1)].mean() if len(rows) else float("nan")
-        print(f"{spec.root} ({spec.split}): {len(rows)} clicks, top-1 mIoU {before:.3f} -> {after:.3f}")
+        print(f"{spec.root} ({spec.split}): {len(sample.ious)} clicks, top-1 mIoU {sample.top1_miou():.3f} -> "
+              f"{sample.top1_miou(calibration):.3f}")
     print(f"calibration (scale, offset) per output: {[[round(v, 3) for v in pair] for pair in calibration]}; "
           f"wrote {args.out}")
     return 0

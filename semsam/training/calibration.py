@@ -28,6 +28,17 @@ class ClickScores:
     ious: np.ndarray
     scores: np.ndarray
 
+    def top1_miou(self, calibration: Sequence[Sequence[float]] | None = None) -> float:
+        """Mean IoU of the top-scored output, its scores calibrated by (scale, offset) pairs when given; nan when
+        there are no clicks."""
+        if len(self.ious) == 0:
+            return float("nan")
+        scores = self.scores
+        if calibration is not None:
+            scale, offset = np.asarray(calibration, np.float64).T
+            scores = scores * scale + offset
+        return float(self.ious[np.arange(len(self.ious)), scores.argmax(1)].mean())
+
 
 def click_scores(
     predictor: Predictor, dataset: SegmentationDataset, *, max_images: int | None = None, progress: bool = True
