@@ -237,7 +237,11 @@ class SemanticInfo:
 
     def __post_init__(self) -> None:
         pairs = self.iou_calibration
-        if not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(math.isfinite(v) for v in p) for p in pairs):
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+            for p in pairs
+        ):
             raise ValueError(f"iou_calibration must be finite (scale, offset) pairs, got {pairs!r}")
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from helpers import MICRO, halves_annotations, synthetic_config, write_bsds
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from semsam import SemanticInfo, load_model, save_checkpoint
+from semsam.checkpoint import CheckpointError
 from semsam.cli.main import main
 from semsam.config import MODEL_CONFIGS
 from semsam.data.synthetic import SyntheticPartsDataset
@@ -46,11 +50,21 @@ def test_fit_refuses_nothing_to_fit():
         fit_iou_calibration([ClickScores(ious=np.ones((4, 2)), scores=np.array([[0.1, 0.5]] * 3 + [[0.2, 0.5]]))])
 
 
-def test_calibration_must_be_finite_pairs():
+@pytest.mark.parametrize("bad", [[[1.0]], [[1.0, float("nan")]], [[1.0, "0.1"]], [[True, 0.0]], "1,0"])
+def test_calibration_must_be_finite_pairs(bad):
     with pytest.raises(ValueError, match="finite"):
-        SemanticInfo(iou_calibration=[[1.0]])
-    with pytest.raises(ValueError, match="finite"):
-        SemanticInfo(iou_calibration=[[1.0, float("nan")]])
+        SemanticInfo(iou_calibration=bad)
+
+
+def test_a_checkpoint_with_a_crafted_calibration_is_refused_by_name(tmp_path, small_model, small_config):
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, small_model, small_config, SemanticInfo())
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    semantic = {**json.loads(metadata["semantic"]), "iou_calibration": [["1", {}]] * 6}
+    save_file(load_file(str(path)), str(path), metadata={**metadata, "semantic": json.dumps(semantic)})
+    with pytest.raises(CheckpointError, match="iou_calibration must be finite"):
+        load_model(checkpoint=path)
 
 
 def test_the_model_applies_its_calibration_to_every_predicted_iou(small_model, scene):
