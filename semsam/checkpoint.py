@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -77,7 +78,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], ModelConfig, S
             config_dict.setdefault("resize", "long_side")
         config = ARCHITECTURES[architecture].from_dict(config_dict)
         check_config(config)
-        semantic = SemanticInfo(**json.loads(metadata.get("semantic", "{}")))
+        semantic_dict = json.loads(metadata.get("semantic", "{}"))
+        if isinstance(semantic_dict, dict) and semantic_dict.pop("iou_calibration", None):
+            warnings.warn(f"{path} carries a per-output IoU calibration of an earlier semsam, which is no longer "
+                          "applied: its predicted IoUs are the raw head's. Run `semsam calibrate-iou` on it to refit "
+                          "the IoU head", stacklevel=2)
+        semantic = SemanticInfo(**semantic_dict)
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid config: {error}") from error
     if version in RENAMES_TO_V3 and architecture == "semantic_sam":

@@ -225,24 +225,13 @@ def _build_section(section_cls: type, values: dict[str, Any], name: str) -> Any:
 @dataclass
 class SemanticInfo:
     """What was fitted to a model beyond its weights: whether its object/part heads were trained and on which
-    vocabularies, the recognizer's names, and the calibration of its predicted IoUs."""
+    vocabularies, and the recognizer's names."""
 
     trained: bool = False
     objects: list[str] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
     # The object names `semsam fit-recognizer` fitted the recognizer on; empty when it was never fitted.
     recognizer_names: list[str] = field(default_factory=list)
-    # (scale, offset) per granularity output from `semsam calibrate-iou`; empty when never calibrated.
-    iou_calibration: list[list[float]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        pairs = self.iou_calibration
-        if not isinstance(pairs, list) or not all(
-            isinstance(p, (list, tuple)) and len(p) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
-            for p in pairs
-        ):
-            raise ValueError(f"iou_calibration must be finite (scale, offset) pairs, got {pairs!r}")
 
 
 TEXT_DIM_MINILM = 384

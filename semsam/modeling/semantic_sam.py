@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -140,16 +139,9 @@ class SemanticSam(nn.Module):
         """Predicts K masks per prompt; `with_aux` adds every earlier decoder layer's predictions.
 
         Without `multimask`, each prompt keeps only its highest predicted-IoU mask (Semantic-SAM has no
-        dedicated single-mask output). Predicted IoUs pass through the checkpoint's calibration, if any.
+        dedicated single-mask output).
         """
         output = self.sem_seg_head.predictor(features, prompts, with_aux=with_aux)
-        calibration = self.semantic.iou_calibration
-        if calibration:
-            if len(calibration) != output.iou_scores.shape[-1]:
-                raise ValueError(f"the IoU calibration has {len(calibration)} (scale, offset) pairs for "
-                                 f"{output.iou_scores.shape[-1]} outputs: re-run semsam calibrate-iou")
-            scale, offset = torch.tensor(calibration, dtype=output.iou_scores.dtype, device=self.device).unbind(1)
-            output = replace(output, iou_scores=output.iou_scores * scale + offset)
         return output if multimask else _keep_best(output)
 
     def forward(self, images: Tensor, prompts: PromptBatch) -> DecoderOutput:

@@ -60,9 +60,7 @@ class Trainer:
         if config.init_checkpoint:
             tensors, _, semantic = read_checkpoint(config.init_checkpoint)
             load_tensors(self.model, with_new_parts(self.model, tensors), config.init_checkpoint)
-            # The IoU head trains on its raw scores; a calibration fitted to the old ones would bend the loss and
-            # be stale afterwards (`semsam calibrate-iou` fits a new one).
-            self.model.semantic = replace(semantic, iou_calibration=[])
+            self.model.semantic = semantic
         else:
             if config.backbone_checkpoint:
                 load_backbone(self.model, config.backbone_checkpoint)
