@@ -56,7 +56,7 @@ class HeadSamples:
 @dataclass(frozen=True)
 class HeadFit:
     """The refit's report per data set: top-1 mIoU of the held-out clicks before and after (nan for a data set
-    without clicks), and the steps taken."""
+    without clicks), and the steps after which the kept weights were taken."""
 
     before: list[float]
     after: list[float]
@@ -118,10 +118,19 @@ def refit_iou_head(
     seed: int = 0,
 ) -> HeadFit:
     """Re-initialises `head` and fits it in place; keeps the weights of the epoch whose held-out clicks (those of
-    each data set's last 15% of images) have the best top-1 mIoU, averaged over data sets.
+    each data set's last 15% of images; a data set of one image is checked on its own clicks) have the best top-1
+    mIoU, averaged over data sets.
 
-    Each step draws `batch_size` clicks from every data set, so each weighs as much as any other however many clicks
-    it has.
+    Args:
+        head: the IoU head (`iou_head(model)`), an MLP from the decoder's output tokens to one score.
+        samples: `collect_head_samples` of each data set.
+        epochs: epochs of `steps_per_epoch` steps.
+        batch_size: clicks drawn from every data set per step, so each weighs as much as any other however many
+            clicks it has.
+        lr: AdamW learning rate.
+        rank_weight: weight of the ranking term (the IoU expected under a softmax of the scores) beside the squared
+            error.
+        seed: seeds the initialisation and the batches.
 
     Raises:
         ValueError: no data set has clicks.
@@ -135,11 +144,12 @@ def refit_iou_head(
     checked = [h for h in held if len(h.ious)]
     device = next(head.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     before = [h.top1_miou(_scores(head, h)) for h in held]
-    for layer in head.modules():
-        if isinstance(layer, nn.Linear):
-            layer.reset_parameters()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in head.modules():
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
     fit = [(torch.from_numpy(f.hidden).to(device), torch.from_numpy(f.ious).to(device))
            for f, _ in parts if len(f.ious)]
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
