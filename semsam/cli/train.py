@@ -57,10 +57,10 @@ so the coarse outputs, which fit some large region, score highest even when a pa
 every segment covering >= 0.5% of its image in the config's training data sets at its interior-most pixel, as
 `semsam eval click` does, records the head's input (the decoder's output tokens), and fits the head afresh (same
 shape, so the checkpoint loads as before) to each output's IoU with the clicked segment: squared error plus a
-ranking term, each data set weighing the same, keeping the epoch whose held-out clicks (each data set's last 15% of
-images) rank best. Only the IoU head changes; training on from the result trains the head back to its old
-objective, so refit it again afterwards. Data: as for `semsam train`. For the four joint data sets, clicking takes
-about 16 minutes on one CPU thread and the fit under a minute.
+ranking term, each data set weighing the same, keeping the epoch whose held-out clicks (those of each data set's
+last images, about 15% of its clicks) rank best. Only the IoU head changes; training on from the result trains the
+head back to its old objective, so refit it again afterwards. Data: as for `semsam train`. For the four joint data
+sets, clicking takes about 16 minutes on one CPU thread and the fit under a minute.
 
 examples:
   semsam calibrate-iou configs/joint_mobilenet_phase7.toml \\

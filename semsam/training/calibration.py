@@ -6,7 +6,8 @@ output that fits some segment scores high, the coarse ones, which fit a whole pe
 top-scored mask then often misses what was clicked. The refit keeps the head's shape (checkpoints load as before) and
 learns its weights afresh from the decoder's frozen output tokens: squared error to each output's IoU with the clicked
 segment, plus a ranking term (the IoU expected under a sharp softmax of the scores) that rewards putting the best
-output on top.
+output on top. The refitted scores rank one click's masks better, but gate segment-everything proposals worse than
+the trained head's (docs/evaluation.md, text prompts).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class HeadSamples:
         return float(self.ious[np.arange(len(self.ious)), scores.argmax(1)].mean())
 
     def split(self, fraction: float) -> tuple[HeadSamples, HeadSamples]:
-        """(fit, held out): the clicks of the last `fraction` of the images clicked are held out."""
+        """(fit, held out): the clicks of the last images clicked, about `fraction` of all, are held out; an image's
+        clicks stay together."""
         cut = np.quantile(self.images, 1.0 - fraction) if len(self.images) else 0
         held = self.images > cut if len(np.unique(self.images)) > 1 else np.zeros(len(self.images), bool)
         return self._take(~held), self._take(held)
@@ -118,8 +120,8 @@ def refit_iou_head(
     seed: int = 0,
 ) -> HeadFit:
     """Re-initialises `head` and fits it in place; keeps the weights of the epoch whose held-out clicks (those of
-    each data set's last 15% of images; a data set of one image is checked on its own clicks) have the best top-1
-    mIoU, averaged over data sets.
+    each data set's last images, about 15% of its clicks; a data set of one image is checked on its own) have the
+    best top-1 mIoU, averaged over data sets.
 
     Args:
         head: the IoU head (`iou_head(model)`), an MLP from the decoder's output tokens to one score.
