@@ -42,7 +42,7 @@ def decode_only(generator: MaskGenerator, image: np.ndarray) -> tuple[float, tor
         batch = points[begin : begin + generator.points_per_batch]
         low = predictor.predict_low_res([Prompt(points=[p]) for p in batch])
         valid_h, valid_w = low.valid_size
-        scores.append(low.scores)
+        scores.append(low.proposal_scores)
         stability.append(stability_scores(low.logits[..., :valid_h, :valid_w], generator.stability_score_offset))
     return time.perf_counter() - start, torch.cat(scores), torch.cat(stability)
 

@@ -32,10 +32,19 @@ def model_from_config(config: ModelConfig, semantic: SemanticInfo | None = None)
     return model_cls(config=config, semantic=semantic)
 
 
-def build_model(name: str) -> SemanticSam | Sam:
-    """A randomly initialised model of a registered size."""
+def build_model(name: str, *, rank_head: bool = True) -> SemanticSam | Sam:
+    """A randomly initialised model of a registered size.
+
+    Args:
+        name: a registered model (`semsam.MODEL_CONFIGS`).
+        rank_head: keep the rank head where the config has one; training leaves it out, since it changes the
+            decoder tokens the head was refitted on (`semsam calibrate-iou` fits a new one).
+    """
     _check_name(name)
-    return model_from_config(MODEL_CONFIGS[name])
+    config = MODEL_CONFIGS[name]
+    if not rank_head and isinstance(config, SemanticSamConfig):
+        config = replace(config, decoder=replace(config.decoder, rank_head=False))
+    return model_from_config(config)
 
 
 def load_model(
@@ -147,6 +156,8 @@ def transfer_heads(model: SemanticSam, checkpoint: str | Path) -> list[str]:
 # Parts added to the model after the first checkpoints: each starts neutral (the refiner with a zero residual, the
 # recognizer with a zero projection), so a checkpoint without them keeps its outputs.
 NEW_PARTS = (".click_refiner.", "recognizer.")
+IOU_HEAD_PREFIX = "sem_seg_head.predictor.iou_prediction_head."
+RANK_HEAD_PREFIX = "sem_seg_head.predictor.rank_head."
 
 
 def with_new_parts(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -165,14 +176,44 @@ def load_with_recognizer(checkpoint: str | Path) -> SemanticSam:
     Raises:
         CheckpointError: unreadable file, tensors that do not match, or not a Semantic-SAM model.
     """
-    tensors, config, semantic = read_checkpoint(checkpoint)
-    if not isinstance(config, SemanticSamConfig):
-        raise CheckpointError(f"{checkpoint} holds a {type(config).__name__}; only Semantic-SAM models name objects")
+    tensors, config, semantic = _read_semantic_sam(checkpoint, "only Semantic-SAM models name objects")
     if config.recognizer is None:
         config = replace(config, recognizer=RecognizerConfig())
     model = model_from_config(config, semantic)
     load_tensors(model, with_new_parts(model, tensors), str(checkpoint))
     return model
+
+
+def load_with_rank_head(checkpoint: str | Path) -> SemanticSam:
+    """A semsam checkpoint's model, with a rank head added when it has none, for fitting one.
+
+    A new rank head is a copy of the trained IoU head, so the model ranks its masks as before until it is fitted.
+
+    Raises:
+        CheckpointError: unreadable file, tensors that do not match, or not a Semantic-SAM model.
+    """
+    tensors, config, semantic = _read_semantic_sam(checkpoint, "only Semantic-SAM models have a rank head")
+    if not config.decoder.rank_head:
+        config = replace(config, decoder=replace(config.decoder, rank_head=True))
+    model = model_from_config(config, semantic)
+    if not any(key.startswith(RANK_HEAD_PREFIX) for key in tensors):
+        tensors = {**tensors, **{RANK_HEAD_PREFIX + key[len(IOU_HEAD_PREFIX):]: value
+                                 for key, value in tensors.items() if key.startswith(IOU_HEAD_PREFIX)}}
+    load_tensors(model, tensors, str(checkpoint))
+    return model
+
+
+def without_rank_head(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` less the rank head's, for a model trained on, which leaves the head out (`build_model`)."""
+    return {key: value for key, value in tensors.items() if not key.startswith(RANK_HEAD_PREFIX)}
+
+
+def _read_semantic_sam(checkpoint: str | Path, why: str) -> tuple[dict[str, torch.Tensor], SemanticSamConfig,
+                                                                  SemanticInfo]:
+    tensors, config, semantic = read_checkpoint(checkpoint)
+    if not isinstance(config, SemanticSamConfig):
+        raise CheckpointError(f"{checkpoint} holds a {type(config).__name__}; {why}")
+    return tensors, config, semantic
 
 
 def own_tensors_absent_from_official(model: nn.Module) -> list[str]:
@@ -192,13 +233,15 @@ def _load_semsam(name: str | None, checkpoint: str | Path) -> nn.Module:
             f"checkpoint {checkpoint} was written for a different config than {name!r} (differs in: "
             f"{', '.join(differing)}); load it with load_model(checkpoint=PATH) to use its own config"
         )
-    # Shapes are compared on a model without storage first, so that a config not matching its tensors costs nothing.
-    try:
-        with torch.device("meta"):
-            skeleton = model_from_config(config, semantic)
-    except (ValueError, TypeError, RuntimeError, AssertionError, IndexError, ZeroDivisionError) as error:
-        raise CheckpointError(f"checkpoint {checkpoint} has a config no model can be built from: {error}") from None
-    check_tensors(skeleton, tensors, str(checkpoint))
+    # A file's own config may ask for any size, so its shapes are compared on a model without storage first. A
+    # registered config is built directly: the meta build's first normal_ imports torch._dynamo (1.4 s).
+    if config not in MODEL_CONFIGS.values():
+        try:
+            with torch.device("meta"):
+                skeleton = model_from_config(config, semantic)
+        except (ValueError, TypeError, RuntimeError, AssertionError, IndexError, ZeroDivisionError) as error:
+            raise CheckpointError(f"checkpoint {checkpoint} has a config no model can be built from: {error}") from None
+        check_tensors(skeleton, tensors, str(checkpoint))
     model = model_from_config(config, semantic)
     load_tensors(model, tensors, str(checkpoint))
     return model

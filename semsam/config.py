@@ -62,6 +62,9 @@ class DecoderConfig:
     text_dim: int = 512
     click_size: float = 0.005
     click_refiner: bool = False  # semsam's own: a conv net that corrects the logits from maps of the clicks
+    # semsam's own: a second IoU head, refitted on clicks (`semsam calibrate-iou`), that ranks one prompt's masks
+    # while the trained head keeps gating segment-everything proposals.
+    rank_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ def check_config(config: ModelConfig) -> None:
 # Fields that name a choice, validated when their dataclass is built.
 CHOICE_FIELDS = ("resize",)
 # Fields that switch a part of the model on or off.
-SWITCH_FIELDS = ("click_refiner",)
+SWITCH_FIELDS = ("click_refiner", "rank_head")
 # Fields whose values are real numbers, even when written as whole ones.
 FLOAT_FIELDS = ("mlp_ratio", "click_size", "pixel_mean", "pixel_std", "width_multiplier")
 
@@ -241,7 +244,7 @@ SMALL_PIXEL_DECODER = PixelDecoderConfig(
 )
 SMALL_DECODER = DecoderConfig(
     hidden_dim=128, num_layers=4, num_heads=4, num_points=4, ffn_dim=512, class_dim=TEXT_DIM_MINILM,
-    text_dim=TEXT_DIM_MINILM, click_refiner=True,
+    text_dim=TEXT_DIM_MINILM, click_refiner=True, rank_head=True,
 )
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {

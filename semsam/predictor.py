@@ -56,7 +56,7 @@ class Prediction:
     """K masks for one prompt, ordered finest -> coarsest by area."""
 
     masks: np.ndarray  # bool [K, H, W]
-    scores: np.ndarray  # float32 [K], predicted IoU
+    scores: np.ndarray  # float32 [K], predicted IoU (the rank head's, where the model has one)
     logits: np.ndarray  # float32 [K, h, w], accepted back as a mask input
     boxes: np.ndarray  # float32 [K, 4], x0, y0, x1, y1 of each mask in pixels
     labels: list[MaskLabel] | None  # None when the model's classification heads were never trained
@@ -72,7 +72,8 @@ class LowResPrediction:
     """
 
     logits: torch.Tensor  # float [N, K, h, w], low-resolution logits over the padded model input
-    scores: torch.Tensor  # float [N, K], predicted IoU
+    scores: torch.Tensor  # float [N, K], predicted IoU that ranks a prompt's masks, as `Prediction.scores`
+    proposal_scores: torch.Tensor  # float [N, K], the trained IoU head's, which gates segment-everything proposals
     labels: list[list[MaskLabel]] | None  # N lists of K labels; None when the heads were never trained
     # Object [N, K, objects] and part [N, K, parts] probabilities; None when the heads were never trained.
     label_probabilities: tuple[torch.Tensor, torch.Tensor] | None
@@ -209,12 +210,13 @@ class Predictor:
             raise RuntimeError("call set_image(image) before predicting")
         if len(prompts) == 0:
             raise ValueError("predict_low_res needs at least one prompt")
-        logits, scores, labels, object_probs, part_probs = [], [], [], [], []
+        logits, scores, proposal_scores, labels, object_probs, part_probs = [], [], [], [], [], []
         for start in range(0, len(prompts), MAX_PROMPTS_PER_PASS):
             chunk = [self._validate(p) for p in prompts[start : start + MAX_PROMPTS_PER_PASS]]
             output = self._decode(chunk, multimask=multimask)
             logits.append(output.mask_logits[0].float())
-            scores.append(output.iou_scores[0].float())
+            scores.append(output.ranking_scores[0].float())
+            proposal_scores.append(output.iou_scores[0].float())
             objects, parts = self._probabilities(output)
             if objects is not None:
                 order = list(range(objects.shape[1]))
@@ -223,6 +225,7 @@ class Predictor:
                 part_probs.append(parts.float())
         trained = self.labels_available
         return LowResPrediction(logits=torch.cat(logits), scores=torch.cat(scores),
+                                proposal_scores=torch.cat(proposal_scores),
                                 labels=labels if trained else None,
                                 label_probabilities=(torch.cat(object_probs), torch.cat(part_probs)) if trained else None,
                                 valid_size=self._valid_low_res_size())
@@ -326,7 +329,7 @@ class Predictor:
         output = self._decode(prompts, multimask)
         objects, parts = self._probabilities(output)
         return [
-            self._postprocess(output.mask_logits[0, i], output.iou_scores[0, i],
+            self._postprocess(output.mask_logits[0, i], output.ranking_scores[0, i],
                               None if objects is None else (objects[i], parts[i]))
             for i in range(len(prompts))
         ]

@@ -1,23 +1,29 @@
-"""Refitting the IoU head on clicks: what the head sees, the held-out split, the fit, the command."""
+"""Fitting the rank head on clicks: what the heads see, the held-out split, the fit, the command."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_config
+from helpers import MICRO, halves_annotations, synthetic_config, write_bsds
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from semsam import SemanticInfo, load_model, save_checkpoint
+from semsam.build import RANK_HEAD_PREFIX, load_with_rank_head
 from semsam.cli.main import main
+from semsam.config import MODEL_CONFIGS, SemanticSamConfig
 from semsam.data.synthetic import SyntheticPartsDataset
 from semsam.evaluation.click import click_targets
+from semsam.modeling import SemanticSam
 from semsam.modeling.common import MLP
 from semsam.predictor import Predictor, Prompt
-from semsam.training.calibration import HeadSamples, collect_head_samples, iou_head, refit_iou_head
+from semsam.training.calibration import HeadSamples, collect_head_samples, rank_head, refit_rank_head
+from semsam.training.config import load_train_config
+from semsam.training.trainer import Trainer
 
 
 def _samples(seed: int, clicks: int, *, images: int = 20, dim: int = 8, outputs: int = 3) -> HeadSamples:
@@ -55,7 +61,7 @@ def test_refit_learns_to_rank_and_keeps_the_heads_shape():
     head = MLP(input_dim=8, hidden_dim=8, output_dim=1, num_layers=3)
     shapes = {name: value.shape for name, value in head.state_dict().items()}
     samples = [_samples(2, 2000), _samples(3, 100)]
-    fit = refit_iou_head(head, samples, epochs=8, steps_per_epoch=50, batch_size=128, lr=1e-2)
+    fit = refit_rank_head(head, samples, epochs=8, steps_per_epoch=50, batch_size=128, lr=1e-2)
     assert {name: value.shape for name, value in head.state_dict().items()} == shapes
     assert fit.steps % 50 == 0 and 50 <= fit.steps <= 400
     for sample, before, after in zip(samples, fit.before, fit.after):
@@ -72,29 +78,46 @@ def test_refit_refuses_nothing_to_fit():
     empty = HeadSamples(hidden=np.zeros((0, 3, 8), np.float32), ious=np.zeros((0, 3), np.float32),
                         images=np.zeros(0, int))
     with pytest.raises(ValueError, match="no click targets"):
-        refit_iou_head(head, [empty])
+        refit_rank_head(head, [empty])
     with pytest.raises(ValueError, match="epochs must be at least 1"):
-        refit_iou_head(head, [_samples(0, 50)], epochs=0)
+        refit_rank_head(head, [_samples(0, 50)], epochs=0)
 
 
-def test_collected_inputs_are_what_the_head_scores(small_model):
+def test_collected_inputs_are_what_both_heads_score(small_model):
     dataset = SyntheticPartsDataset(split="val", length=2, image_size=64)
     predictor = Predictor(small_model)
-    head = iou_head(small_model)
+    head, trained = rank_head(small_model), small_model.sem_seg_head.predictor.iou_prediction_head
     sample = collect_head_samples(predictor, dataset, progress=False)
     assert sample.hidden.shape[1:] == (6, head.layers[0].in_features) and sample.ious.shape == sample.hidden.shape[:2]
-    assert len(sample.ious) > 0 and set(np.unique(sample.images)) <= {0, 1} and not head._forward_pre_hooks
+    assert len(sample.ious) > 0 and set(np.unique(sample.images)) <= {0, 1} and not trained._forward_pre_hooks
     assert ((sample.ious >= 0) & (sample.ious <= 1)).all()
-    # The first click's scores, as the predictor reports them, come from the recorded inputs, in output order.
+    # The first click's scores, as the predictor reports them, come from the recorded inputs, in output order:
+    # the rank head's rank the masks, the trained head's gate proposals.
     record = dataset[int(sample.images[0])]
     _, (x, y) = click_targets(record.masks)[0]
     predictor.set_image(record.image)
-    scores = predictor.predict_low_res([Prompt(points=[(x, y)], labels=[1])]).scores[0]
+    low = predictor.predict_low_res([Prompt(points=[(x, y)], labels=[1])])
+    hidden = torch.from_numpy(sample.hidden[0])
     with torch.no_grad():
-        torch.testing.assert_close(head(torch.from_numpy(sample.hidden[0])).squeeze(-1), scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(head(hidden).squeeze(-1), low.scores[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(trained(hidden).squeeze(-1), low.proposal_scores[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(low.scores, low.proposal_scores)
+    prediction = predictor.predict(points=[(x, y)], labels=[1])
+    np.testing.assert_allclose(np.sort(prediction.scores), np.sort(low.scores[0].numpy()), atol=1e-5)
 
 
-def test_calibrate_iou_refits_only_the_iou_head(tmp_path, capsys, small_model, small_config):
+def test_a_model_without_a_rank_head_ranks_by_its_iou_head(small_config):
+    torch.manual_seed(0)
+    model = SemanticSam(config=_without_rank_head(small_config)).eval()
+    predictor = Predictor(model, labels=False)
+    predictor.set_image(np.full((64, 64, 3), 128, np.uint8))
+    low = predictor.predict_low_res([Prompt(points=[(20, 30)], labels=[1])])
+    torch.testing.assert_close(low.scores, low.proposal_scores)
+    with pytest.raises(ValueError, match="no rank head"):
+        rank_head(model)
+
+
+def test_calibrate_iou_fits_only_the_rank_head(tmp_path, capsys, small_model, small_config):
     checkpoint = tmp_path / "model.safetensors"
     save_checkpoint(checkpoint, small_model, small_config, SemanticInfo())
     config = synthetic_config(tmp_path, steps=1, length=3)
@@ -105,7 +128,7 @@ def test_calibrate_iou_refits_only_the_iou_head(tmp_path, capsys, small_model, s
     assert "held-out top-1 mIoU" in printed and str(out) in printed
     before, after = small_model.state_dict(), load_model(checkpoint=out).state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
-    assert changed and all(name.startswith("sem_seg_head.predictor.iou_prediction_head.") for name in changed)
+    assert changed and all(name.startswith(RANK_HEAD_PREFIX) for name in changed)
     for flag in ("--max-images", "--epochs"):
         assert main(["calibrate-iou", str(config), "--checkpoint", str(checkpoint), "--out", str(out),
                      flag, "0"]) == 2
@@ -123,3 +146,50 @@ def test_a_checkpoint_of_the_earlier_affine_calibration_loads_with_its_raw_score
         model = load_model(checkpoint=path)
     torch.testing.assert_close(model.state_dict()["sem_seg_head.predictor.iou_prediction_head.layers.0.weight"],
                                small_model.state_dict()["sem_seg_head.predictor.iou_prediction_head.layers.0.weight"])
+
+
+def test_calibrate_iou_adds_a_rank_head_to_a_checkpoint_without_one(tmp_path, small_config):
+    torch.manual_seed(1)
+    plain_config = _without_rank_head(small_config)
+    plain = SemanticSam(config=plain_config).eval()
+    checkpoint = tmp_path / "plain.safetensors"
+    save_checkpoint(checkpoint, plain, plain_config, SemanticInfo())
+    out = tmp_path / "ranked.safetensors"
+    config = synthetic_config(tmp_path, steps=1, length=3)
+    assert main(["calibrate-iou", str(config), "--checkpoint", str(checkpoint), "--out", str(out),
+                 "--epochs", "1"]) == 0
+    ranked = load_model(checkpoint=out)
+    assert ranked.config == small_config
+    after = ranked.state_dict()
+    assert {name for name in after if name not in plain.state_dict()} == {
+        name for name in after if name.startswith(RANK_HEAD_PREFIX)} != set()
+    assert all(torch.equal(value, after[name]) for name, value in plain.state_dict().items())
+    # Before it is fitted, the added head is the trained one: the model ranks as it did.
+    added = load_with_rank_head(checkpoint)
+    trained = added.sem_seg_head.predictor
+    for name, value in trained.rank_head.state_dict().items():
+        assert torch.equal(value, trained.iou_prediction_head.state_dict()[name])
+
+
+def test_training_leaves_the_rank_head_out(tmp_path, capsys, monkeypatch):
+    """Training changes the tokens a rank head was fitted on: the trained model has none until refitted."""
+    ranked = replace(MICRO, decoder=replace(MICRO.decoder, rank_head=True))
+    monkeypatch.setitem(MODEL_CONFIGS, "micro_ranked", ranked)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "ranked.safetensors", SemanticSam(config=ranked), ranked, SemanticInfo())
+    write_bsds(tmp_path / "bsds", "train", "0001", halves_annotations())
+    lines = ['model = "micro_ranked"', f'output_dir = "{tmp_path / "run"}"', "steps = 1", "batch_size = 1",
+             "prompts_per_image = 2", "image_size = 64", "num_points = 64", "warmup_steps = 1",
+             f'init_checkpoint = "{tmp_path / "ranked.safetensors"}"',
+             "[[datasets]]", 'kind = "bsds500"', f'root = "{tmp_path / "bsds"}"', 'split = "train"']
+    (tmp_path / "run.toml").write_text("\n".join(lines) + "\n")
+    trainer = Trainer(config=load_train_config(tmp_path / "run.toml"))
+    assert "rank head is left out" in capsys.readouterr().out
+    assert trainer.model.sem_seg_head.predictor.rank_head is None
+    trainer.run()
+    trained = load_model(checkpoint=tmp_path / "run" / "final.safetensors")
+    assert not trained.config.decoder.rank_head and trained.sem_seg_head.predictor.rank_head is None
+
+
+def _without_rank_head(config: SemanticSamConfig) -> SemanticSamConfig:
+    return replace(config, decoder=replace(config.decoder, rank_head=False))

@@ -49,7 +49,8 @@ def swin_tiny(monkeypatch):
     """The previous default's architecture, registered for these tests only, at its input size."""
     from dataclasses import replace
 
-    official = replace(SMALL_SWIN.decoder, click_refiner=False)  # the releases have no click refiner
+    # The releases have neither a click refiner nor a rank head.
+    official = replace(SMALL_SWIN.decoder, click_refiner=False, rank_head=False)
     monkeypatch.setitem(MODEL_CONFIGS, "swin_tiny", replace(SMALL_SWIN, image_size=384, decoder=official))
 
 

@@ -81,8 +81,8 @@ class MaskGenerator:
     still reported, and a predicted-IoU threshold of 0 or less turns that filter off, as in SAM. Both modes keep
     masks with predicted IoU > its threshold and stability >= its threshold, as the reference does.
 
-    The default thresholds suit the embedded `semsam_tiny`, whose predicted IoUs are modest (median about 0.35
-    on BSDS500) and whose logits are soft; SAM's own defaults (0.88 and 0.95) suit SAM models.
+    The default thresholds suit the embedded default model, whose predicted IoUs (its trained head's, not the rank
+    head's) are modest and whose logits are soft; SAM's own defaults (0.88 and 0.95) suit SAM models.
 
     Args:
         model: a model that `semsam.Predictor` accepts.
@@ -266,9 +266,10 @@ class MaskGenerator:
         level = torch.tensor(levels)[None].expand_as(tokens)
         # SAM skips its predicted-IoU filter when the threshold is 0 or less.
         skip_iou_filter = self.match_sam and self.pred_iou_thresh <= 0
-        keep = low.scores[prompt_index, tokens] > (float("-inf") if skip_iou_filter else self.pred_iou_thresh)
-        prompt_index, tokens, level = prompt_index[keep], tokens[keep], level[keep]
-        logits, scores = low.logits[prompt_index, tokens], low.scores[prompt_index, tokens]
+        scores = low.proposal_scores[prompt_index, tokens]
+        keep = scores > (float("-inf") if skip_iou_filter else self.pred_iou_thresh)
+        prompt_index, tokens, level, scores = prompt_index[keep], tokens[keep], level[keep], scores[keep]
+        logits = low.logits[prompt_index, tokens]
         crop_h, crop_w = box[3] - box[1], box[2] - box[0]
         if self.match_sam:
             stability, boxes = torch.zeros(0), torch.zeros(0, 4)

@@ -1,5 +1,5 @@
 """`semsam train CONFIG`: train or fine-tune a model from a TOML config; `semsam fit-recognizer`: fit its visual prior;
-`semsam calibrate-iou`: refit its IoU head."""
+`semsam calibrate-iou`: fit its rank head."""
 
 from __future__ import annotations
 
@@ -50,17 +50,18 @@ examples:
   semsam fit-recognizer configs/joint_mobilenet_phase7.toml --checkpoint runs/joint_mobilenet_phase7/final.safetensors \\
       --imagenet runs/pretrained/mobilenet_v2_imagenet.safetensors --out runs/joint_mobilenet_phase7/recognized.safetensors"""
 
-CALIBRATION_DESCRIPTION = """Refit a trained checkpoint's IoU head, whose predicted IoUs rank its masks.
+CALIBRATION_DESCRIPTION = """Fit a trained checkpoint's rank head, whose predicted IoUs rank one prompt's masks.
 
-Training teaches the head to score an output matched to no target by its best IoU with any segment at the click,
-so the coarse outputs, which fit some large region, score highest even when a part was meant. This command clicks
-every segment covering >= 0.5% of its image in the config's training data sets at its interior-most pixel, as
-`semsam eval click` does, records the head's input (the decoder's output tokens), and fits the head afresh (same
-shape, so the checkpoint loads as before) to each output's IoU with the clicked segment: squared error plus a
-ranking term, each data set weighing the same, keeping the epoch whose held-out clicks (those of each data set's
-last images, about 15% of its clicks) rank best. Only the IoU head changes; training on from the result trains the
-head back to its old objective, so refit it again afterwards. Data: as for `semsam train`. For the four joint data
-sets, clicking takes about 16 minutes on one CPU thread and the fit under a minute.
+Training teaches the IoU head to score an output matched to no target by its best IoU with any segment at the
+click, so the coarse outputs, which fit some large region, score highest even when a part was meant. This command
+clicks every segment covering >= 0.5% of its image in the config's training data sets at its interior-most pixel,
+as `semsam eval click` does, records the heads' input (the decoder's output tokens), and fits a second head of the
+same shape, the rank head (added when the checkpoint has none), to each output's IoU with the clicked segment:
+squared error plus a ranking term, each data set weighing the same, keeping the epoch whose held-out clicks (those
+of each data set's last images, about 15% of its clicks) rank best. Only the rank head changes: the trained IoU
+head still gates segment-everything proposals. Training on from the result leaves the rank head out (it ranks the
+tokens of these weights), so fit it again afterwards. Data: as for `semsam train`. For the four joint data sets,
+clicking takes about 16 minutes on one CPU thread and the fit under a minute.
 
 examples:
   semsam calibrate-iou configs/joint_mobilenet_phase7.toml \\
@@ -142,7 +143,7 @@ def run_fit_recognizer(args: argparse.Namespace) -> int:
 
 def _register_calibration(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "calibrate-iou", help="refit a trained checkpoint's IoU head on clicks of its training data",
+        "calibrate-iou", help="fit a trained checkpoint's rank head on clicks of its training data",
         description=CALIBRATION_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_refit_arguments(parser, "click on")
@@ -153,12 +154,11 @@ def _register_calibration(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_calibration(args: argparse.Namespace) -> int:
-    from semsam.build import load_model
+    from semsam.build import load_with_rank_head
     from semsam.checkpoint import save_checkpoint
     from semsam.data import build_dataset
-    from semsam.modeling import SemanticSam
     from semsam.predictor import Predictor
-    from semsam.training.calibration import collect_head_samples, iou_head, refit_iou_head
+    from semsam.training.calibration import collect_head_samples, rank_head, refit_rank_head
     from semsam.training.config import load_train_config
 
     if args.max_images is not None and args.max_images < 1:
@@ -167,12 +167,10 @@ def run_calibration(args: argparse.Namespace) -> int:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     config = load_train_config(args.config, data_root=args.data_root)
     datasets = [build_dataset(spec) for spec in config.datasets]
-    model = load_model(checkpoint=args.checkpoint)
-    if not isinstance(model, SemanticSam):
-        raise ValueError(f"{args.checkpoint} is a SAM checkpoint; only Semantic-SAM checkpoints are calibrated")
+    model = load_with_rank_head(args.checkpoint).eval()
     predictor = Predictor(model, labels=False)
     samples = [collect_head_samples(predictor, dataset, max_images=args.max_images) for dataset in datasets]
-    fit = refit_iou_head(iou_head(model), samples, epochs=args.epochs)
+    fit = refit_rank_head(rank_head(model), samples, epochs=args.epochs)
     save_checkpoint(args.out, model, model.config, model.semantic)
     for spec, sample, before, after in zip(config.datasets, samples, fit.before, fit.after):
         print(f"{spec.root} ({spec.split}): {len(sample.ious)} clicks, held-out top-1 mIoU {before:.3f} -> {after:.3f}")

@@ -36,11 +36,17 @@ class DecoderOutput:
     """Predictions of the last decoder layer; `aux` holds the earlier layers' for deep supervision."""
 
     mask_logits: Tensor  # [B, N, K, H/4, W/4]
-    iou_scores: Tensor  # [B, N, K]
+    iou_scores: Tensor  # [B, N, K] the trained IoU head's
     boxes: Tensor  # [B, N, K, 4] (cx, cy, w, h) in [0, 1]
     object_embeddings: Tensor  # [B, N, K, class_dim], L2-normalised
     part_embeddings: Tensor  # [B, N, K, class_dim], L2-normalised
+    rank_scores: Tensor | None = None  # [B, N, K] the rank head's, for a model that has one
     aux: list["DecoderOutput"] = field(default_factory=list)
+
+    @property
+    def ranking_scores(self) -> Tensor:
+        """The scores that order one prompt's masks: the rank head's where the model has one, else the IoU head's."""
+        return self.iou_scores if self.rank_scores is None else self.rank_scores
 
 
 class PromptHead(nn.Module):
@@ -65,6 +71,7 @@ class PromptHead(nn.Module):
         self.decoder_norm = self.decoder.norm
         self.mask_embed = MLP(input_dim=dim, hidden_dim=dim, output_dim=mask_dim, num_layers=3)
         self.iou_prediction_head = MLP(input_dim=dim, hidden_dim=dim, output_dim=1, num_layers=3)
+        self.rank_head = MLP(input_dim=dim, hidden_dim=dim, output_dim=1, num_layers=3) if config.rank_head else None
         self.class_embed = nn.Parameter(torch.empty(dim, config.class_dim))
         self.class_embed_part = nn.Parameter(torch.empty(dim, config.class_dim))
         # The official files' `lang_mapper` [class_dim, hidden_dim] is unused at inference there and here; it is
@@ -143,6 +150,7 @@ class PromptHead(nn.Module):
             boxes=(self._bbox_embed(hidden) + inverse_sigmoid(reference)).sigmoid(),
             object_embeddings=F.normalize(hidden @ self.class_embed, dim=-1),
             part_embeddings=F.normalize(hidden @ self.class_embed_part, dim=-1),
+            rank_scores=None if self.rank_head is None else self.rank_head(hidden).squeeze(-1),
         )
 
     def classify(self, embeddings: Tensor, text_embeddings: Tensor) -> Tensor:

@@ -157,7 +157,7 @@ def build_backbone(config: BackboneConfig) -> SwinBackbone | MobileNetV2Backbone
 
 
 def _keep_best(output: DecoderOutput) -> DecoderOutput:
-    best = output.iou_scores.argmax(-1, keepdim=True)
+    best = output.ranking_scores.argmax(-1, keepdim=True)
 
     def take(tensor: Tensor) -> Tensor:
         index = best.view(*best.shape, *[1] * (tensor.dim() - best.dim())).expand(-1, -1, -1, *tensor.shape[3:])
@@ -165,4 +165,5 @@ def _keep_best(output: DecoderOutput) -> DecoderOutput:
 
     return DecoderOutput(mask_logits=take(output.mask_logits), iou_scores=take(output.iou_scores),
                          boxes=take(output.boxes), object_embeddings=take(output.object_embeddings),
-                         part_embeddings=take(output.part_embeddings))
+                         part_embeddings=take(output.part_embeddings),
+                         rank_scores=None if output.rank_scores is None else take(output.rank_scores))

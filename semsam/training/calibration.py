@@ -1,13 +1,13 @@
-"""Refitting the IoU head on clicks (`semsam calibrate-iou`): it learns to score each output by its IoU with the
-segment a click was meant for.
+"""Fitting the rank head on clicks (`semsam calibrate-iou`): a second IoU head that learns to score each output by
+its IoU with the segment a click was meant for.
 
-Training teaches the head, for an output matched to no target, its best IoU with any segment at the click, so every
-output that fits some segment scores high, the coarse ones, which fit a whole person or scene region, highest. The
-top-scored mask then often misses what was clicked. The refit keeps the head's shape (checkpoints load as before) and
-learns its weights afresh from the decoder's frozen output tokens: squared error to each output's IoU with the clicked
-segment, plus a ranking term (the IoU expected under a sharp softmax of the scores) that rewards putting the best
-output on top. The refitted scores rank one click's masks better, but gate segment-everything proposals worse than
-the trained head's (docs/evaluation.md, text prompts).
+Training teaches the IoU head, for an output matched to no target, its best IoU with any segment at the click, so
+every output that fits some segment scores high, the coarse ones, which fit a whole person or scene region, highest.
+The top-scored mask then often misses what was clicked. The rank head has the IoU head's shape and input (the
+decoder's frozen output tokens) and is fitted afresh: squared error to each output's IoU with the clicked segment,
+plus a ranking term (the IoU expected under a sharp softmax of the scores) that rewards putting the best output on
+top. Its scores rank one prompt's masks; the trained head's, a better gate for proposals (docs/evaluation.md, text
+prompts), still filter segment everything.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def collect_head_samples(
         max_images: read only the first N images.
         progress: show a progress bar.
     """
-    head = iou_head(predictor.model)
+    # The rank head sees what the trained IoU head sees, and every Semantic-SAM model has the latter.
+    head = predictor.model.sem_seg_head.predictor.iou_prediction_head
     seen: list[Tensor] = []
     hook = head.register_forward_pre_hook(lambda _module, inputs: seen.append(inputs[0].detach()))
     hidden, ious, images = [], [], []
@@ -103,12 +104,19 @@ def collect_head_samples(
                        ious=np.array(ious, np.float32).reshape(-1, width), images=np.array(images, np.int64))
 
 
-def iou_head(model: nn.Module) -> nn.Module:
-    """The IoU prediction head of a Semantic-SAM model."""
-    return model.sem_seg_head.predictor.iou_prediction_head
+def rank_head(model: nn.Module) -> nn.Module:
+    """The rank head of a Semantic-SAM model.
+
+    Raises:
+        ValueError: the model has none (`semsam.build.load_with_rank_head` adds one).
+    """
+    head = model.sem_seg_head.predictor.rank_head
+    if head is None:
+        raise ValueError("this model has no rank head: load it with semsam.build.load_with_rank_head to add one")
+    return head
 
 
-def refit_iou_head(
+def refit_rank_head(
     head: nn.Module,
     samples: Sequence[HeadSamples],
     *,
@@ -124,7 +132,7 @@ def refit_iou_head(
     best top-1 mIoU, averaged over data sets.
 
     Args:
-        head: the IoU head (`iou_head(model)`), an MLP from the decoder's output tokens to one score.
+        head: the rank head (`rank_head(model)`), an MLP from the decoder's output tokens to one score.
         samples: `collect_head_samples` of each data set.
         epochs: epochs of `steps_per_epoch` steps.
         batch_size: clicks drawn from every data set per step, so each weighs as much as any other however many

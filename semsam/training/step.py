@@ -55,7 +55,8 @@ def to_device(value: Any, device: torch.device) -> Any:
 
 def _to_float(output: DecoderOutput) -> DecoderOutput:
     """Predictions in fp32, so that the losses are computed in full precision under autocast."""
-    tensors = {f.name: getattr(output, f.name).float() for f in fields(output) if f.name != "aux"}
+    values = {f.name: getattr(output, f.name) for f in fields(output) if f.name != "aux"}
+    tensors = {name: None if value is None else value.float() for name, value in values.items()}
     return DecoderOutput(**tensors, aux=[_to_float(layer) for layer in output.aux])
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semsam.build import build_model, load_backbone, transfer_heads, with_new_parts
+from semsam.build import build_model, load_backbone, transfer_heads, with_new_parts, without_rank_head
 from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
 from semsam.config import SemanticInfo
 from semsam.data import SegmentationRecord, build_dataset
@@ -56,10 +56,14 @@ class Trainer:
         self.placement = distributed.start(config.device)
         self.output = Path(config.output_dir)
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model)
+        self.model = build_model(config.model, rank_head=False)
         if config.init_checkpoint:
             tensors, _, semantic = read_checkpoint(config.init_checkpoint)
-            load_tensors(self.model, with_new_parts(self.model, tensors), config.init_checkpoint)
+            trained = without_rank_head(tensors)
+            if len(trained) < len(tensors) and self.placement.is_main:
+                print(f"{config.init_checkpoint}: its rank head is left out (training changes what it ranks); "
+                      "refit one afterwards with semsam calibrate-iou")
+            load_tensors(self.model, with_new_parts(self.model, trained), config.init_checkpoint)
             self.model.semantic = semantic
         else:
             if config.backbone_checkpoint:

@@ -32,6 +32,11 @@ class SamOutput:
     mask_logits: Tensor  # [1, N, K, 4h, 4w]
     iou_scores: Tensor  # [1, N, K]
 
+    @property
+    def ranking_scores(self) -> Tensor:
+        """The scores that order one prompt's masks: SAM's one IoU head."""
+        return self.iou_scores
+
 
 class Sam(nn.Module):
     """Segment Anything: K = 3 ambiguity-aware masks per prompt, or its single-mask output."""
