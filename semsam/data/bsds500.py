@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 from PIL import Image
 
 from semsam.data.records import SegmentationDataset, SegmentationRecord, merge_duplicates
@@ -93,6 +92,9 @@ def read_mat_variable(path: Path, name: str, kind: str) -> np.ndarray:
     Raises:
         ValueError: the file is unreadable or lacks the variable; `kind` names what the file should be.
     """
+    # Imported here: scipy.io takes 0.3 s to import, and every `import semsam` reaches this module.
+    import scipy.io
+
     try:
         content = scipy.io.loadmat(str(path))
     except Exception as error:  # scipy raises several unrelated types for corrupt files

@@ -51,7 +51,11 @@ class DecoderLayer(nn.Module):
         batch, prompts, tokens, dim = tgt.shape
         per_prompt = tgt.reshape(batch * prompts, tokens, dim)
         q = (tgt + query_pos).reshape(batch * prompts, tokens, dim)
-        attended = self.self_attn(q, q, per_prompt, key_padding_mask=token_padding.reshape(batch * prompts, tokens),
+        # The padding as an attention mask, not key_padding_mask: the same sum inside, but key_padding_mask's shape
+        # check imports torch's symbolic-shape machinery (about 1 s) at a process's first prediction.
+        heads = self.self_attn.num_heads
+        blocked = token_padding.reshape(batch * prompts, 1, 1, tokens).expand(-1, heads, tokens, -1)
+        attended = self.self_attn(q, q, per_prompt, attn_mask=blocked.reshape(-1, tokens, tokens),
                                   need_weights=False)[0]
         tgt = self.norm2(tgt + attended.view(batch, prompts, tokens, dim))
         reference = reference_boxes.reshape(batch, -1, 1, 4).expand(-1, -1, NUM_LEVELS, -1)
