@@ -38,7 +38,7 @@ def build_model(name: str, *, rank_head: bool = True) -> SemanticSam | Sam:
     Args:
         name: a registered model (`semsam.MODEL_CONFIGS`).
         rank_head: keep the rank head where the config has one; training leaves it out, since it changes the
-            decoder tokens the head was refitted on (`semsam calibrate-iou` fits a new one).
+            decoder tokens the head was fitted on (`semsam calibrate-iou` fits a new one).
     """
     _check_name(name)
     config = MODEL_CONFIGS[name]

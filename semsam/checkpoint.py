@@ -81,8 +81,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], ModelConfig, S
         semantic_dict = json.loads(metadata.get("semantic", "{}"))
         if isinstance(semantic_dict, dict) and semantic_dict.pop("iou_calibration", None):
             warnings.warn(f"{path} carries a per-output IoU calibration of an earlier semsam, which is no longer "
-                          "applied: its predicted IoUs are the raw head's. Run `semsam calibrate-iou` on it to refit "
-                          "the IoU head", stacklevel=2)
+                          "applied: its predicted IoUs are the raw head's. Run `semsam calibrate-iou` on it to fit "
+                          "a rank head", stacklevel=2)
         semantic = SemanticInfo(**semantic_dict)
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path} has an invalid config: {error}") from error

@@ -62,7 +62,7 @@ class DecoderConfig:
     text_dim: int = 512
     click_size: float = 0.005
     click_refiner: bool = False  # semsam's own: a conv net that corrects the logits from maps of the clicks
-    # semsam's own: a second IoU head, refitted on clicks (`semsam calibrate-iou`), that ranks one prompt's masks
+    # semsam's own: a second IoU head, fitted on clicks (`semsam calibrate-iou`), that ranks one prompt's masks
     # while the trained head keeps gating segment-everything proposals.
     rank_head: bool = False
 

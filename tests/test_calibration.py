@@ -21,7 +21,7 @@ from semsam.evaluation.click import click_targets
 from semsam.modeling import SemanticSam
 from semsam.modeling.common import MLP
 from semsam.predictor import Predictor, Prompt
-from semsam.training.calibration import HeadSamples, collect_head_samples, rank_head, refit_rank_head
+from semsam.training.calibration import HeadSamples, collect_head_samples, fit_rank_head, rank_head
 from semsam.training.config import load_train_config
 from semsam.training.trainer import Trainer
 
@@ -56,12 +56,12 @@ def test_split_holds_out_the_clicks_of_the_last_images():
     assert len(fit.ious) == 30 and len(held.ious) == 0
 
 
-def test_refit_learns_to_rank_and_keeps_the_heads_shape():
+def test_fit_learns_to_rank_and_keeps_the_heads_shape():
     torch.manual_seed(0)
     head = MLP(input_dim=8, hidden_dim=8, output_dim=1, num_layers=3)
     shapes = {name: value.shape for name, value in head.state_dict().items()}
     samples = [_samples(2, 2000), _samples(3, 100)]
-    fit = refit_rank_head(head, samples, epochs=8, steps_per_epoch=50, batch_size=128, lr=1e-2)
+    fit = fit_rank_head(head, samples, epochs=8, steps_per_epoch=50, batch_size=128, lr=1e-2)
     assert {name: value.shape for name, value in head.state_dict().items()} == shapes
     assert fit.steps % 50 == 0 and 50 <= fit.steps <= 400
     for sample, before, after in zip(samples, fit.before, fit.after):
@@ -73,14 +73,14 @@ def test_refit_learns_to_rank_and_keeps_the_heads_shape():
     assert np.abs(predicted - samples[0].ious).mean() < 0.1
 
 
-def test_refit_refuses_nothing_to_fit():
+def test_fit_refuses_nothing_to_fit():
     head = MLP(input_dim=8, hidden_dim=8, output_dim=1, num_layers=3)
     empty = HeadSamples(hidden=np.zeros((0, 3, 8), np.float32), ious=np.zeros((0, 3), np.float32),
                         images=np.zeros(0, int))
     with pytest.raises(ValueError, match="no click targets"):
-        refit_rank_head(head, [empty])
+        fit_rank_head(head, [empty])
     with pytest.raises(ValueError, match="epochs must be at least 1"):
-        refit_rank_head(head, [_samples(0, 50)], epochs=0)
+        fit_rank_head(head, [_samples(0, 50)], epochs=0)
 
 
 def test_collected_inputs_are_what_both_heads_score(small_model):
@@ -172,7 +172,7 @@ def test_calibrate_iou_adds_a_rank_head_to_a_checkpoint_without_one(tmp_path, sm
 
 
 def test_training_leaves_the_rank_head_out(tmp_path, capsys, monkeypatch):
-    """Training changes the tokens a rank head was fitted on: the trained model has none until refitted."""
+    """Training changes the tokens a rank head was fitted on: the trained model has none until one is fitted again."""
     ranked = replace(MICRO, decoder=replace(MICRO.decoder, rank_head=True))
     monkeypatch.setitem(MODEL_CONFIGS, "micro_ranked", ranked)
     torch.manual_seed(0)

@@ -158,7 +158,7 @@ def run_calibration(args: argparse.Namespace) -> int:
     from semsam.checkpoint import save_checkpoint
     from semsam.data import build_dataset
     from semsam.predictor import Predictor
-    from semsam.training.calibration import collect_head_samples, rank_head, refit_rank_head
+    from semsam.training.calibration import collect_head_samples, fit_rank_head, rank_head
     from semsam.training.config import load_train_config
 
     if args.max_images is not None and args.max_images < 1:
@@ -170,7 +170,7 @@ def run_calibration(args: argparse.Namespace) -> int:
     model = load_with_rank_head(args.checkpoint).eval()
     predictor = Predictor(model, labels=False)
     samples = [collect_head_samples(predictor, dataset, max_images=args.max_images) for dataset in datasets]
-    fit = refit_rank_head(rank_head(model), samples, epochs=args.epochs)
+    fit = fit_rank_head(rank_head(model), samples, epochs=args.epochs)
     save_checkpoint(args.out, model, model.config, model.semantic)
     for spec, sample, before, after in zip(config.datasets, samples, fit.before, fit.after):
         print(f"{spec.root} ({spec.split}): {len(sample.ious)} clicks, held-out top-1 mIoU {before:.3f} -> {after:.3f}")

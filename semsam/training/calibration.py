@@ -57,7 +57,7 @@ class HeadSamples:
 
 @dataclass(frozen=True)
 class HeadFit:
-    """The refit's report per data set: top-1 mIoU of the held-out clicks before and after (nan for a data set
+    """The fit's report per data set: top-1 mIoU of the held-out clicks before and after (nan for a data set
     without clicks), and the steps after which the kept weights were taken."""
 
     before: list[float]
@@ -116,7 +116,7 @@ def rank_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def refit_rank_head(
+def fit_rank_head(
     head: nn.Module,
     samples: Sequence[HeadSamples],
     *,

@@ -62,7 +62,7 @@ class Trainer:
             trained = without_rank_head(tensors)
             if len(trained) < len(tensors) and self.placement.is_main:
                 print(f"{config.init_checkpoint}: its rank head is left out (training changes what it ranks); "
-                      "refit one afterwards with semsam calibrate-iou")
+                      "fit one afterwards with semsam calibrate-iou")
             load_tensors(self.model, with_new_parts(self.model, trained), config.init_checkpoint)
             self.model.semantic = semantic
         else:
