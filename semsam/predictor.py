@@ -253,6 +253,24 @@ class Predictor:
             column += weights.shape[0]
         return out.reshape(*logits.shape[:-2], height, width)
 
+    def check_mask_input(self, mask_input: object) -> np.ndarray:
+        """A mask prompt for the current image as float32 [h, w] logits, as `predict` checks it.
+
+        Raises:
+            ValueError: not the shape of this image's logits (`Prediction.logits[i]`), or not finite numbers.
+        """
+        if self._features is None:
+            raise RuntimeError("call set_image(image) before checking a mask input")
+        mask = _numbers(mask_input, "mask_input", "logits of an earlier prediction")
+        mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
+        expected = tuple(self.model.mask_input_size(self._features))
+        if mask.shape != expected:
+            raise ValueError(f"mask_input must be one mask of this image's logits, shape {expected}; got {mask.shape}")
+        if not np.isfinite(mask).all():
+            raise ValueError("mask_input contains NaN or infinite values; pass the logits of an earlier "
+                             "prediction (Prediction.logits[i])")
+        return mask
+
     @torch.inference_mode()
     def mask_input_from_logits(self, logits: np.ndarray) -> np.ndarray:
         """Logits [H, W] at the current image's size as a mask prompt (`Prompt.mask_input`): roughly the inverse of
@@ -309,18 +327,7 @@ class Predictor:
                 raise ValueError(
                     f"box {box.tolist()} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}"
                 )
-        mask = (None if prompt.mask_input is None
-                else _numbers(prompt.mask_input, "mask_input", "logits of an earlier prediction"))
-        expected = tuple(self.model.mask_input_size(self._features))
-        if mask is not None:
-            mask = mask[0] if mask.ndim == 3 and mask.shape[0] == 1 else mask
-            if mask.shape != expected:
-                raise ValueError(
-                    f"mask_input must be one mask of this image's logits, shape {expected}; got {mask.shape}"
-                )
-            if not np.isfinite(mask).all():
-                raise ValueError("mask_input contains NaN or infinite values; pass the logits of an earlier "
-                                 "prediction (Prediction.logits[i])")
+        mask = None if prompt.mask_input is None else self.check_mask_input(prompt.mask_input)
         if box is None and mask is None and not (labels == 1).any():
             raise ValueError("empty prompt: give at least one positive point, a box or a mask input")
         return Prompt(points=points, labels=labels, box=box, mask_input=mask)

@@ -62,6 +62,21 @@ class ZoomIn:
         return (max(0, round(centre_x - half_w)), max(0, round(centre_y - half_h)),
                 min(width, round(centre_x + half_w)), min(height, round(centre_y + half_h)))
 
+    def next_crop(
+        self, mask: np.ndarray, points: Sequence[Sequence[int]], labels: Sequence[int], current: Box | None
+    ) -> Box:
+        """The crop to answer the next click on: `current` while the new `crop_box` overlaps it by at least
+        `recompute_iou`, else the new box.
+
+        Args:
+            mask: [H, W] bool, the previous answer.
+            points: clicks so far as (x, y) pixels.
+            labels: 1 for a positive click, 0 for a negative one.
+            current: the crop the previous answer was given on; None for the whole image.
+        """
+        box = self.crop_box(mask, points, labels)
+        return box if current is None or box_iou(box, current) < self.recompute_iou else current
+
 
 def box_iou(first: Box, second: Box) -> float:
     """IoU of two (x0, y0, x1, y1) pixel boxes with exclusive ends; 0 when both are empty."""

@@ -79,3 +79,15 @@ def test_a_click_with_sharp_edges_on_the_server_stays_within_the_memory_budget(s
     assert response.status_code == 200 and len(response.json()["masks"]) == 6
     print(f"/predict with refine_edges at {SIDE}x{SIDE}: +{increase:.0f} MiB")
     assert increase < MEMORY_BUDGET_MIB, f"{increase:.0f} MiB"
+
+
+def test_a_zoomed_click_with_sharp_edges_stays_within_the_memory_budget(small_model, largest_image):
+    with TestClient(create_app(model=small_model, model_name="small", limits=ServeLimits())) as client:
+        url = f"/api/images/{upload(client, png_bytes(largest_image)).json()['image_id']}/predict"
+        points = [[1500, 1500], [1200, 1300], [1800, 1700]]
+        answer = client.post(url, json={"points": points[:2], "return_logits": True}).json()
+        click = {"points": points, "mask_input": answer["logits"][2], "zoom_in": True, "refine_edges": True}
+        increase, response = peak_increase_mib(lambda: client.post(url, json=click))
+    assert response.status_code == 200 and response.json()["crop"] is not None
+    print(f"/predict zoomed with refine_edges at {SIDE}x{SIDE}: +{increase:.0f} MiB")
+    assert increase < MEMORY_BUDGET_MIB, f"{increase:.0f} MiB"

@@ -102,6 +102,12 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
         assert sent[1]["mask_input"] == first["logits"][first["level"]]
         assert page.evaluate("state.level") == first["level"]
+        # Zoom in (on by default): the third click is answered on a crop, whose box comes back with its logits.
+        page.mouse.click(box["x"] + 200 * scale, box["y"] + 400 * scale)
+        page.wait_for_function("state.points.length === 3 && state.result?.crop")
+        crop = page.evaluate("state.result.crop")
+        assert sent[2]["zoom_in"] is True and sent[2]["crop"] is None and len(crop) == 4
+        assert page.locator("#masks .mask-card").count() == 6
         page.mouse.move(box["x"] + 20 * scale, box["y"] + 150 * scale)
         page.mouse.down()
         page.mouse.move(box["x"] + 200 * scale, box["y"] + 300 * scale, steps=5)
@@ -109,7 +115,8 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         page.mouse.up()
         page.wait_for_function("document.getElementById('status').textContent.includes('masks in')")
         prompts = page.evaluate("({points: state.points, labels: state.labels, box: state.box})")
-        assert prompts["labels"] == [1, 0] and prompts["box"] is not None
+        assert prompts["labels"] == [1, 0, 1] and prompts["box"] is not None
+        assert sent[3]["crop"] is None and sent[3]["mask_input"] is None  # a new box starts afresh
         assert not any(body["refine_edges"] for body in sent)
         # Sharp edges asks again for the same prompt, with GrabCut re-cutting the masks on the server.
         with page.expect_response(lambda response: response.url.endswith("/predict")) as answered:

@@ -29,6 +29,14 @@ def test_crop_box_grows_to_min_size_and_stays_inside_the_image():
     assert ZoomIn().crop_box(empty, [(40, 25)], [0]) == (0, 0, 80, 50)
 
 
+def test_next_crop_keeps_the_current_one_while_the_object_stays_in_it():
+    zoom = ZoomIn(expansion=1.0, min_size=1, recompute_iou=0.5)
+    mask = rect(40, 40, 60, 80, size=(200, 300))
+    assert zoom.next_crop(mask, [(50, 50)], [1], None) == (40, 40, 80, 60)
+    assert zoom.next_crop(mask, [(50, 50)], [1], (38, 40, 80, 62)) == (38, 40, 80, 62)  # IoU 0.88: kept
+    assert zoom.next_crop(mask, [(50, 50)], [1], (0, 0, 80, 60)) == (40, 40, 80, 60)  # IoU 0.33: moved
+
+
 def test_zoom_settings_are_validated():
     with pytest.raises(ValueError, match="expansion >= 1"):
         ZoomIn(expansion=0.5)

@@ -11,7 +11,7 @@ from semsam.grabcut import GrabCutRefiner, import_cv2
 from semsam.image import as_rgb_uint8
 from semsam.modeling.sam import Sam
 from semsam.predictor import Predictor, Prompt
-from semsam.zoom import Box, ZoomIn, box_iou
+from semsam.zoom import Box, ZoomIn
 
 
 class ModelSegmenter:
@@ -81,13 +81,12 @@ class ModelSegmenter:
 
     def _zoomed_answer(self) -> np.ndarray:
         """The answer [H, W] from the crop around the previous answer and the positive clicks."""
-        box = self.zoom_in.crop_box(self._answer > 0, self._points, self._labels)
-        x0, y0, x1, y1 = box
-        if self._crop is None or box_iou(box, self._crop) < self.zoom_in.recompute_iou:
-            self._crop = box
+        crop = self.zoom_in.next_crop(self._answer > 0, self._points, self._labels, self._crop)
+        x0, y0, x1, y1 = crop
+        if crop != self._crop:
+            self._crop = crop
             self._crop_predictor.set_image(self._image[y0:y1, x0:x1])
             self._logits = self._crop_predictor.mask_input_from_logits(self._answer[y0:y1, x0:x1])
-        x0, y0, x1, y1 = self._crop
         inside = [i for i, (x, y) in enumerate(self._points) if x0 <= x < x1 and y0 <= y < y1]
         points = [(self._points[i][0] - x0, self._points[i][1] - y0) for i in inside]
         crop_answer = self._answer_on(self._crop_predictor, points, [self._labels[i] for i in inside], self._logits)

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -17,17 +16,14 @@ from fastapi_offline import FastAPIOffline
 from semsam import __version__
 from semsam.automatic import MaskGenerator, TextPrompter, TextResult, mask_names
 from semsam.build import ASSETS
-from semsam.grabcut import GrabCutRefiner
-from semsam.io import mask_to_rle
 from semsam.modeling import SemanticSam
-from semsam.predictor import Predictor
+from semsam.serving.clicks import answer_prompt
 from semsam.serving.limits import ModelRunner, ServeLimits, ServerBusy
 from semsam.serving.schemas import (
     ErrorResponse,
     EverythingRequest,
     EverythingResponse,
     ImageInfo,
-    LowResLogits,
     PredictRequest,
     PredictResponse,
     ServerInfo,
@@ -142,10 +138,13 @@ def create_app(*, model: SemanticSam, model_name: str, limits: ServeLimits | Non
         height, width = image.shape[:2]
         check_prompt(prompt, width=width, height=height, max_points=limits.max_points)
         check_vocabularies(prompt.objects, prompt.parts, limits)
-        work = lambda: store.with_predictor(  # noqa: E731 - a closure over the request, run in a worker thread
-            image_id, lambda predictor: prediction_response(predictor, prompt, image),
-            objects=prompt.objects, parts=prompt.parts)
-        return await request.app.state.runner.run(work)
+        if prompt.crop is not None:
+            x0, y0, x1, y1 = prompt.crop
+            if not (x0 < x1 <= width and y0 < y1 <= height):
+                raise HTTPException(422, f"crop {list(prompt.crop)} must satisfy 0 <= x0 < x1 <= {width} and "
+                                         f"0 <= y0 < y1 <= {height}: send back the crop of the response whose logits "
+                                         "are mask_input")
+        return await request.app.state.runner.run(lambda: answer_prompt(store, image_id, prompt))
 
     @app.post("/api/images/{image_id}/everything", response_model=EverythingResponse, responses=ERRORS,
               summary="Segment everything at the chosen levels, with the whole/part tree")
@@ -225,23 +224,3 @@ def check_vocabularies(objects: str | None, parts: str | None, limits: ServeLimi
         if too_long:
             raise HTTPException(422, f"{field}: a name may have at most {limits.max_name_length} characters; "
                                      f"{too_long[0][:20]!r}... has {len(too_long[0])}")
-
-
-def prediction_response(predictor: Predictor, prompt: PredictRequest, image: np.ndarray) -> PredictResponse:
-    """Runs the decoder on an encoded image (GrabCut re-cutting the edges when asked) and encodes the K masks as
-    COCO RLE."""
-    mask_input = None if prompt.mask_input is None else prompt.mask_input.to_array()
-    result = predictor.predict(points=prompt.points or None, labels=prompt.labels or None, box=prompt.box,
-                               mask_input=mask_input)
-    if prompt.refine_edges:
-        result = GrabCutRefiner().refine_prediction(predictor, image, result, prompt.points, prompt.labels)
-    labels = result.labels or [None] * len(result.masks)
-    return PredictResponse(
-        masks=[mask_to_rle(mask) for mask in result.masks],
-        scores=[float(s) for s in result.scores],
-        labels=[None if label is None else vars(label) for label in labels],
-        boxes=[tuple(float(v) for v in box) for box in result.boxes],
-        areas=[int(mask.sum()) for mask in result.masks],
-        labels_available=result.labels is not None,
-        logits=[LowResLogits.from_array(logits) for logits in result.logits] if prompt.return_logits else None,
-    )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from semsam.automatic.text_prompt import MAX_TEXT_LENGTH, parse_text_prompt
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+PixelIndex = Annotated[int, Field(ge=0)]
 # Larger than any model's mask input (official Semantic-SAM: 256 x 256), so that no valid one is refused.
 MAX_LOGITS_SIDE = 512
 LogitsSide = Annotated[int, Field(ge=1, le=MAX_LOGITS_SIDE)]
@@ -106,11 +107,18 @@ class PredictRequest(SpatialPrompt):
     return_logits: bool = Field(default=False, description="also return each mask's low-resolution logits")
     refine_edges: bool = Field(default=False, description="re-cut each mask's uncertain edges with GrabCut (clicks "
                                "as sure seeds; about 0.1 s per mask; the logits stay the model's)")
+    zoom_in: bool = Field(default=False, description="from the third click on (with mask_input, no box), answer on "
+                          "a crop around the previous mask and the positive clicks, encoded at the model's full "
+                          "input size (RITM's zoom-in); the response's `crop` says where")
+    crop: tuple[PixelIndex, PixelIndex, PixelIndex, PixelIndex] | None = Field(
+        default=None, description="`crop` of the response whose logits mask_input is (x0, y0, x1, y1)")
 
     @model_validator(mode="after")
     def _says_what_to_segment(self) -> PredictRequest:
         if self.box is None and not self.points:
             raise ValueError("give at least one positive point or a box")
+        if self.crop is not None and self.mask_input is None:
+            raise ValueError("crop names the frame of mask_input: send both, from the same response, or neither")
         return self
 
 
@@ -145,6 +153,9 @@ class PredictResponse(BaseModel):
     labels_available: bool
     logits: list[LowResLogits] | None = Field(
         default=None, description="with return_logits: each mask's low-resolution logits, to send back as mask_input")
+    crop: tuple[int, int, int, int] | None = Field(
+        default=None, description="x0, y0, x1, y1 of the crop answered on (zoom_in), whose frame the logits are in: "
+        "send it back with them; null for the whole image")
 
 
 class ServerInfo(BaseModel):

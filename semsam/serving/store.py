@@ -1,4 +1,4 @@
-"""Uploaded images and a bounded LRU cache of their embeddings (one encoded `Predictor` per image)."""
+"""Uploaded images and a bounded LRU cache of their embeddings (one encoded `Predictor` per image or crop)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from semsam.modeling import SemanticSam
 from semsam.predictor import Predictor
 from semsam.text import TextEncoder
+from semsam.zoom import Box
 
 T = TypeVar("T")
 
@@ -61,7 +62,8 @@ class ImageStore:
             self._images.move_to_end(digest)
             while len(self._images) > self._max_images:
                 forgotten, _ = self._images.popitem(last=False)
-                self._sessions.pop(forgotten, None)
+                for key in [key for key in self._sessions if key.split("/")[0] == forgotten]:
+                    del self._sessions[key]
         return digest
 
     def image(self, image_id: str) -> np.ndarray:
@@ -84,36 +86,46 @@ class ImageStore:
             return len(self._sessions)
 
     def with_predictor(
-        self, image_id: str, work: Callable[[Predictor], T], *, objects: str | None = None, parts: str | None = None
+        self, image_id: str, work: Callable[[Predictor], T], *, objects: str | None = None, parts: str | None = None,
+        crop: Box | None = None,
     ) -> T:
         """Runs `work` on the image's encoded predictor, encoding the image first if it is not cached.
 
+        Args:
+            crop: (x0, y0, x1, y1) inside the image: the predictor of that crop, encoded as an image of its own and
+                cached beside the whole image's.
+
         Blocking: call it from a worker thread. Raises UnknownImage.
         """
-        session = self._session(image_id)
+        session = self._session(image_id, crop)
         with session.lock:
             if session.vocabulary != (objects, parts):
                 session.predictor.set_vocabulary(objects=objects, parts=parts)
                 session.vocabulary = (objects, parts)
             return work(session.predictor)
 
-    def _session(self, image_id: str) -> _Session:
+    def _session(self, image_id: str, crop: Box | None) -> _Session:
+        key = image_id if crop is None else f"{image_id}/{','.join(map(str, crop))}"
         with self._lock:
-            if image_id in self._sessions:
-                self._sessions.move_to_end(image_id)
-                return self._sessions[image_id]
-            encoding = self._encoding.setdefault(image_id, threading.Lock())
+            if key in self._sessions:
+                self._sessions.move_to_end(key)
+                return self._sessions[key]
+            encoding = self._encoding.setdefault(key, threading.Lock())
         # Only one thread encodes a given image; others asking for it wait and then find it cached.
         with encoding:
             with self._lock:
-                if image_id in self._sessions:
-                    return self._sessions[image_id]
+                if key in self._sessions:
+                    return self._sessions[key]
+            image = self.image(image_id)
+            if crop is not None:
+                x0, y0, x1, y1 = crop
+                image = image[y0:y1, x0:x1]
             predictor = Predictor(self.model, text_encoder=self.text_encoder)
-            predictor.set_image(self.image(image_id))
+            predictor.set_image(image)
             with self._lock:
                 self.encodes += 1
-                self._encoding.pop(image_id, None)
-                session = self._sessions[image_id] = _Session(predictor=predictor)
+                self._encoding.pop(key, None)
+                session = self._sessions[key] = _Session(predictor=predictor)
                 while len(self._sessions) > self._max_embeddings:
                     self._sessions.popitem(last=False)
                 return session

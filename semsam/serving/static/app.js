@@ -10,7 +10,7 @@ const context = canvas.getContext("2d");
 const state = {
   info: null, imageId: null, fileName: "image", bitmap: null,
   points: [], labels: [], box: null, drag: null,
-  result: null, masks: [], level: 0, maskInput: null,
+  result: null, masks: [], level: 0, maskInput: null, maskCrop: null,
   mode: "prompt", everything: null, everythingLayers: [], everythingLevel: 1, treeSelected: null,
   everythingNames: [],
 };
@@ -142,8 +142,8 @@ async function loadImage(blob, name) {
     const uploaded = await api("/api/images", { method: "POST", body: form });
     state.bitmap = await createImageBitmap(blob);
     Object.assign(state, { imageId: uploaded.image_id, fileName: name, points: [], labels: [], box: null,
-                           maskInput: null, result: null, masks: [], mode: "prompt", everything: null,
-                           treeSelected: null });
+                           maskInput: null, maskCrop: null, result: null, masks: [], mode: "prompt",
+                           everything: null, treeSelected: null });
     canvas.width = uploaded.width; canvas.height = uploaded.height;
     renderMasks();
     renderTree();
@@ -163,7 +163,8 @@ async function predict() {
   drawStage();
   if (!state.points.length && !state.box) { state.result = null; state.masks = []; renderMasks(); return; }
   const body = { points: state.points, labels: state.labels, box: state.box, mask_input: state.maskInput,
-                 return_logits: true, refine_edges: $("refine-edges").checked };
+                 crop: state.maskCrop, return_logits: true, refine_edges: $("refine-edges").checked,
+                 zoom_in: $("zoom-in").checked };
   setStatus("segmenting …");
   const started = performance.now();
   try {
@@ -343,7 +344,7 @@ async function segmentEverything() {
     state.everythingLayers = result.masks.map((m) => maskLayer(decodeRle(m.segmentation), maskColor(m.id)));
     // The click prompts and their mask cards belong to the previous view: clear them.
     Object.assign(state, { mode: "everything", treeSelected: null, points: [], labels: [], box: null, result: null,
-                           masks: [], maskInput: null });
+                           masks: [], maskInput: null, maskCrop: null });
     const slider = $("everything-level");
     slider.min = result.levels[0]; slider.max = result.levels[result.levels.length - 1];
     slider.disabled = false;
@@ -434,6 +435,8 @@ canvas.addEventListener("mouseup", (event) => {
     state.labels.push(drag.button === 0 ? 1 : 0);
     state.maskInput = state.mode === "prompt" && state.result?.logits ? state.result.logits[state.level] : null;
   }
+  // The logits belong to the crop their answer was given on (zoom-in), which goes back with them.
+  state.maskCrop = state.maskInput ? state.result.crop : null;
   // A new prompt starts at its best-scored level; a corrective click keeps the level it refines.
   if (!state.maskInput) state.level = null;
   predict();
@@ -450,7 +453,7 @@ $("example").addEventListener("click", async () => {
 });
 $("clear").addEventListener("click", () => {
   Object.assign(state, { points: [], labels: [], box: null, result: null, masks: [], mode: "prompt",
-                         maskInput: null });
+                         maskInput: null, maskCrop: null });
   renderMasks();
   drawStage();
   setStatus("prompts cleared");
@@ -461,7 +464,7 @@ $("text-form").addEventListener("submit", findText);
 $("everything-level").addEventListener("input", (event) => setEverythingLevel(Number(event.target.value)));
 $("download-png").addEventListener("click", downloadPng);
 $("download-json").addEventListener("click", downloadJson);
-for (const id of ["objects", "parts", "refine-edges"]) {
+for (const id of ["objects", "parts", "refine-edges", "zoom-in"]) {
   $(id).addEventListener("change", () => { if (state.result) predict(); });
 }
 
