@@ -108,6 +108,14 @@ def test_upload_click_and_see_six_masks(server, tmp_path, scene):
         crop = page.evaluate("state.result.crop")
         assert sent[2]["zoom_in"] is True and sent[2]["crop"] is None and len(crop) == 4
         assert page.locator("#masks .mask-card").count() == 6
+        # Turned off, it asks again for the same prompt, answered on the whole image.
+        with page.expect_response(lambda response: response.url.endswith("/predict")) as answered:
+            page.uncheck("#zoom-in")
+        assert answered.value.ok and answered.value.json()["crop"] is None
+        assert sent[3]["zoom_in"] is False and sent[3]["mask_input"] == sent[2]["mask_input"]
+        page.check("#zoom-in")
+        page.wait_for_function("state.result?.crop")
+        sent[3:] = []
         page.mouse.move(box["x"] + 20 * scale, box["y"] + 150 * scale)
         page.mouse.down()
         page.mouse.move(box["x"] + 200 * scale, box["y"] + 300 * scale, steps=5)
