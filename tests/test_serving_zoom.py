@@ -11,7 +11,7 @@ from serving_helpers import png_bytes, upload
 from semsam import load_model
 from semsam.io import rle_to_mask
 from semsam.predictor import Predictor
-from semsam.serving import clicks, create_app
+from semsam.serving import create_app, interactive
 from semsam.serving.schemas import LowResLogits
 from semsam.serving.store import ImageStore
 from semsam.zoom import ZoomIn
@@ -30,7 +30,7 @@ def trained_model():
 def tight_zoom(monkeypatch):
     """The crop is the object's box itself, so that on a 128 x 96 scene it leaves most of the image out."""
     zoom = ZoomIn(expansion=1.0)
-    monkeypatch.setattr(clicks, "ZOOM", zoom)
+    monkeypatch.setattr(interactive, "ZOOM", zoom)
     return zoom
 
 

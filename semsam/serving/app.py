@@ -17,7 +17,7 @@ from semsam import __version__
 from semsam.automatic import MaskGenerator, TextPrompter, TextResult, mask_names
 from semsam.build import ASSETS
 from semsam.modeling import SemanticSam
-from semsam.serving.clicks import answer_prompt
+from semsam.serving.interactive import answer_prompt
 from semsam.serving.limits import ModelRunner, ServeLimits, ServerBusy
 from semsam.serving.schemas import (
     ErrorResponse,
