@@ -11,6 +11,8 @@ import numpy as np
 from semsam.data.records import mask_boxes
 
 Box = tuple[int, int, int, int]
+# The logit of a pixel outside the crop an answer was given on: sure background.
+BACKGROUND_LOGIT = -20.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,23 @@ class ZoomIn:
         """
         box = self.crop_box(mask, points, labels)
         return box if current is None or box_iou(box, current) < self.recompute_iou else current
+
+
+def clicks_in_crop(
+    points: Sequence[Sequence[float]], labels: Sequence[int], crop: Box
+) -> tuple[list[tuple[float, float]], list[int]]:
+    """The clicks inside `crop` (x0, y0, x1, y1, exclusive), in the crop's pixels, and their labels."""
+    x0, y0, x1, y1 = crop
+    inside = [i for i, (x, y) in enumerate(points) if x0 <= x < x1 and y0 <= y < y1]
+    return [(points[i][0] - x0, points[i][1] - y0) for i in inside], [labels[i] for i in inside]
+
+
+def paste(values: np.ndarray, crop: Box, size: tuple[int, int], fill: float | bool) -> np.ndarray:
+    """`values` [..., h, w] answered on `crop`, placed in an array [..., H, W] of the whole image, `fill` elsewhere."""
+    x0, y0, x1, y1 = crop
+    whole = np.full((*values.shape[:-2], *size), fill, values.dtype)
+    whole[..., y0:y1, x0:x1] = values
+    return whole
 
 
 def box_iou(first: Box, second: Box) -> float:

@@ -11,7 +11,7 @@ from semsam import load_model
 from semsam.clicks import Click
 from semsam.evaluation.segmenters import ModelSegmenter
 from semsam.predictor import Predictor, Prompt
-from semsam.zoom import ZoomIn, box_iou
+from semsam.zoom import BACKGROUND_LOGIT, ZoomIn, box_iou, clicks_in_crop, paste
 
 
 def test_crop_box_spans_the_mask_and_positive_clicks_scaled_around_their_centre():
@@ -35,6 +35,20 @@ def test_next_crop_keeps_the_current_one_while_the_object_stays_in_it():
     assert zoom.next_crop(mask, [(50, 50)], [1], None) == (40, 40, 80, 60)
     assert zoom.next_crop(mask, [(50, 50)], [1], (38, 40, 80, 62)) == (38, 40, 80, 62)  # IoU 0.88: kept
     assert zoom.next_crop(mask, [(50, 50)], [1], (0, 0, 80, 60)) == (40, 40, 80, 60)  # IoU 0.33: moved
+
+
+def test_clicks_in_crop_are_shifted_and_the_others_left_out():
+    points, labels = clicks_in_crop([(15, 25), (5, 25), (29, 39), (30, 20)], [1, 0, 0, 1], (10, 20, 30, 40))
+    assert points == [(5, 5), (19, 19)] and labels == [1, 0]
+
+
+def test_paste_puts_a_crops_values_into_the_whole_image():
+    logits = np.arange(6, dtype=np.float32).reshape(2, 3)
+    whole = paste(logits, (1, 2, 4, 4), (5, 6), BACKGROUND_LOGIT)
+    assert whole.shape == (5, 6) and whole.dtype == np.float32
+    assert np.array_equal(whole[2:4, 1:4], logits) and (np.delete(whole.ravel(), [13, 14, 15, 19, 20, 21]) == -20).all()
+    masks = paste(np.ones((3, 2, 3), bool), (1, 2, 4, 4), (5, 6), False)
+    assert masks.shape == (3, 5, 6) and masks.dtype == bool and masks.sum() == 18 and masks[:, 2:4, 1:4].all()
 
 
 def test_zoom_settings_are_validated():

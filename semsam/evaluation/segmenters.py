@@ -11,7 +11,7 @@ from semsam.grabcut import GrabCutRefiner, import_cv2
 from semsam.image import as_rgb_uint8
 from semsam.modeling.sam import Sam
 from semsam.predictor import Predictor, Prompt
-from semsam.zoom import Box, ZoomIn
+from semsam.zoom import BACKGROUND_LOGIT, Box, ZoomIn, clicks_in_crop, paste
 
 
 class ModelSegmenter:
@@ -87,12 +87,9 @@ class ModelSegmenter:
             self._crop = crop
             self._crop_predictor.set_image(self._image[y0:y1, x0:x1])
             self._logits = self._crop_predictor.mask_input_from_logits(self._answer[y0:y1, x0:x1])
-        inside = [i for i, (x, y) in enumerate(self._points) if x0 <= x < x1 and y0 <= y < y1]
-        points = [(self._points[i][0] - x0, self._points[i][1] - y0) for i in inside]
-        crop_answer = self._answer_on(self._crop_predictor, points, [self._labels[i] for i in inside], self._logits)
-        answer = np.full(self._answer.shape, -20.0, np.float32)
-        answer[y0:y1, x0:x1] = crop_answer
-        return answer
+        points, labels = clicks_in_crop(self._points, self._labels, crop)
+        crop_answer = self._answer_on(self._crop_predictor, points, labels, self._logits)
+        return paste(crop_answer, crop, self._answer.shape, BACKGROUND_LOGIT)
 
     def _answer_on(
         self, predictor: Predictor, points: list[tuple[int, int]], labels: list[int], mask_input: np.ndarray | None

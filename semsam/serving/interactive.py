@@ -7,13 +7,12 @@ import torch
 
 from semsam.grabcut import GrabCutRefiner
 from semsam.io import mask_to_rle
-from semsam.predictor import Prediction, Predictor
+from semsam.predictor import Predictor
 from semsam.serving.schemas import LowResLogits, PredictRequest, PredictResponse
 from semsam.serving.store import ImageStore
-from semsam.zoom import Box, ZoomIn
+from semsam.zoom import BACKGROUND_LOGIT, Box, ZoomIn, clicks_in_crop, paste
 
 ZOOM = ZoomIn()
-BACKGROUND_LOGIT = -20.0
 
 
 def answer_prompt(store: ImageStore, image_id: str, prompt: PredictRequest) -> PredictResponse:
@@ -50,12 +49,7 @@ def answer_prompt(store: ImageStore, image_id: str, prompt: PredictRequest) -> P
 def _full_logits(predictor: Predictor, mask_input: np.ndarray, crop: Box | None, size: tuple[int, int]) -> np.ndarray:
     """A mask input of `predictor`'s image (the crop `crop` of the whole) as logits over the whole image."""
     logits = predictor.upsample_logits(torch.from_numpy(predictor.check_mask_input(mask_input))).numpy()
-    if crop is None:
-        return logits
-    x0, y0, x1, y1 = crop
-    whole = np.full(size, BACKGROUND_LOGIT, np.float32)
-    whole[y0:y1, x0:x1] = logits
-    return whole
+    return logits if crop is None else paste(logits, crop, size, BACKGROUND_LOGIT)
 
 
 def _respond(
@@ -64,13 +58,11 @@ def _respond(
     """Runs the decoder on `predictor`'s image (the whole, or `crop` of it), GrabCut re-cutting the edges when asked,
     and encodes the K masks, in the whole image's pixels, as COCO RLE."""
     x0, y0, x1, y1 = crop or (0, 0, image.shape[1], image.shape[0])
-    inside = [i for i, (x, y) in enumerate(prompt.points) if x0 <= x < x1 and y0 <= y < y1]
-    points = [(prompt.points[i][0] - x0, prompt.points[i][1] - y0) for i in inside]
-    labels = [prompt.labels[i] for i in inside]
+    points, labels = clicks_in_crop(prompt.points, prompt.labels, (x0, y0, x1, y1))
     result = predictor.predict(points=points or None, labels=labels or None, box=prompt.box, mask_input=mask_input)
     if prompt.refine_edges:
         result = GrabCutRefiner().refine_prediction(predictor, image[y0:y1, x0:x1], result, points, labels)
-    masks = _whole(result, crop, image.shape[:2])
+    masks = result.masks if crop is None else paste(result.masks, crop, image.shape[:2], False)
     labels_out = result.labels or [None] * len(masks)
     return PredictResponse(
         masks=[mask_to_rle(mask) for mask in masks],
@@ -83,12 +75,3 @@ def _respond(
         crop=crop,
     )
 
-
-def _whole(result: Prediction, crop: Box | None, size: tuple[int, int]) -> np.ndarray:
-    """The prediction's masks [K, H, W] in the whole image: pasted into background outside a crop."""
-    if crop is None:
-        return result.masks
-    x0, y0, x1, y1 = crop
-    masks = np.zeros((len(result.masks), *size), bool)
-    masks[:, y0:y1, x0:x1] = result.masks
-    return masks
