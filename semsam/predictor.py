@@ -107,7 +107,7 @@ class Predictor:
         self._labelling = labels
         self._text_encoder = text_encoder or TextEncoder()
         self._vocabulary: tuple[list[str], list[str]] | None = None
-        self._text_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._text_embeddings: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._features = None
         self._recognition: torch.Tensor | None = None
         self._recognizer_image: np.ndarray | None = None
@@ -350,13 +350,13 @@ class Predictor:
         """Object and part probabilities [N, K, names] of each mask; (None, None) when the heads are untrained."""
         if not self.labels_available:
             return None, None
-        object_text, part_text = self._embeddings()
+        object_text, object_names, part_names = self._embeddings()
         head = self.model.sem_seg_head.predictor
-        objects = head.classify(output.object_embeddings[0], object_text).float().log_softmax(-1)
+        objects = head.score_names(output.object_embeddings[0], object_names).float().log_softmax(-1)
         if self.recognizer_active:
             # A product of experts: the head and the frozen ImageNet prior must agree on a name.
             objects = objects + self._recognized(output.mask_logits[0], object_text)
-        return objects.softmax(-1), head.classify(output.part_embeddings[0], part_text).softmax(-1)
+        return objects.softmax(-1), head.score_names(output.part_embeddings[0], part_names).softmax(-1)
 
     def _recognized(self, mask_logits: torch.Tensor, object_text: torch.Tensor) -> torch.Tensor:
         """The recognizer's object log-probabilities [N, K, names] of low-resolution masks [N, K, h, w]."""
@@ -400,12 +400,15 @@ class Predictor:
                           boxes=mask_boxes(masks).astype(np.float32), labels=labels,
                           label_probabilities=sorted_probabilities)
 
-    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The object names' text embeddings, and the object and the part names as the heads compare them."""
         if self._text_embeddings is None:
             objects, parts = self._vocabulary
             device = self.model.device
-            self._text_embeddings = (self._text_encoder.encode(objects).to(device),
-                                     self._text_encoder.encode(parts).to(device))
+            head = self.model.sem_seg_head.predictor
+            object_text = self._text_encoder.encode(objects).to(device)
+            self._text_embeddings = (object_text, head.name_embeddings(object_text),
+                                     head.name_embeddings(self._text_encoder.encode(parts).to(device)))
         return self._text_embeddings
 
 

@@ -78,8 +78,9 @@ def test_a_negative_click_changes_the_refined_logits_where_the_image_looks_like_
     features[0, 0, :, :16] = features[0, 1, :, 16:] = 1.0
     logits, prior = torch.zeros(1, 1, 6, 32, 32), torch.zeros(1, 1, 32, 32)
     points, labels = torch.tensor([[[[0.1, 0.5], [0.9, 0.5]]]]), torch.tensor([[[1, 0]]])
-    without = refiner(logits, points[:, :, :1], labels[:, :, :1], prior, features)
-    with_click = refiner(logits, points, labels, prior, features)
+    embeddings = refiner.embed(features)
+    without = refiner(logits, points[:, :, :1], labels[:, :, :1], prior, embeddings)
+    with_click = refiner(logits, points, labels, prior, embeddings)
     change = (with_click - without).abs()[0, 0]
     # Far from the click but on the clicked side, the logits change; on the other side they do not.
     assert change[:, :8, 18:24].mean() > 0.01 and change[:, :, 4:12].max() < 1e-5

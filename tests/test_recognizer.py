@@ -43,7 +43,7 @@ def random_classifier(seed: int = 0) -> MobileNetV2Classifier:
 def imagenet_file(tmp_path_factory):
     """A converted-ImageNet-like file: a random MobileNetV2 classifier's tensors."""
     path = tmp_path_factory.mktemp("imagenet") / "imagenet.safetensors"
-    save_file(random_classifier().state_dict(), str(path))
+    save_file({name: tensor.contiguous() for name, tensor in random_classifier().state_dict().items()}, str(path))
     return path
 
 
@@ -179,7 +179,8 @@ def test_imagenet_weights_must_be_the_classifier(tmp_path, imagenet_file):
     reference = random_classifier()
     torch.testing.assert_close(recognizer.embedder.head.conv.weight, reference.head.conv.weight)
     backbone_only = tmp_path / "deeplab.safetensors"
-    save_file({k: v for k, v in reference.state_dict().items() if k.startswith("features.")}, str(backbone_only))
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items() if k.startswith("features.")},
+              str(backbone_only))
     with pytest.raises(CheckpointError, match="not an ImageNet classifier"):
         load_imagenet_embedder(recognizer, backbone_only)
 

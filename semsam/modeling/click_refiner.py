@@ -86,20 +86,24 @@ class ClickRefiner(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, logits: Tensor, points: Tensor, labels: Tensor, prior: Tensor, mask_features: Tensor) -> Tensor:
+    def embed(self, mask_features: Tensor) -> Tensor:
+        """The per-pixel embeddings [B, embedding_dim, h, w] that the similarity maps compare, L2-normalised; they
+        depend on the image alone, so an image's prompts share them."""
+        return F.normalize(self.project(mask_features).float(), dim=1)
+
+    def forward(self, logits: Tensor, points: Tensor, labels: Tensor, prior: Tensor, embeddings: Tensor) -> Tensor:
         """Refined logits.
 
         Args:
             logits: [B, N, K, h, w] mask logits of every output of every prompt.
             points, labels: every click of every prompt, as in `click_maps`.
             prior: [B, N, h, w] probability of the fed-back mask input, 0 without one.
-            mask_features: [B, C, h, w].
+            embeddings: `embed(mask_features)`.
 
         Returns:
             [B, N, K, h, w].
         """
         batch, prompts, outputs, height, width = logits.shape
-        embeddings = F.normalize(self.project(mask_features).float(), dim=1)
         maps = [*click_maps(points, labels, (height, width), radius=self.radius),
                 *similarity_maps(points, labels, embeddings), prior]
         # Channels-last: oneDNN runs these few-channel convolutions about twice as fast in that layout.

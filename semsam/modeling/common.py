@@ -67,9 +67,8 @@ def box_sine_embedding(boxes: Tensor, num_feats: int) -> Tensor:
     scale = 2 * math.pi
     dim_t = torch.arange(num_feats, dtype=torch.float32, device=boxes.device)
     dim_t = 10000 ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
-    parts = [_interleave_sin_cos(boxes[..., i : i + 1] * scale / dim_t) for i in range(boxes.shape[-1])]
-    x_embed, y_embed = parts[0], parts[1]
-    return torch.cat([y_embed, x_embed, *parts[2:]], dim=-1)
+    embedded = _interleave_sin_cos(boxes[..., None] * scale / dim_t)  # [..., 4, num_feats]
+    return torch.cat([embedded[..., 1, :], embedded[..., 0, :], embedded[..., 2:, :].flatten(-2)], dim=-1)
 
 
 def _interleave_sin_cos(x: Tensor) -> Tensor:

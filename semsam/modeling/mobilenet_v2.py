@@ -1,5 +1,8 @@
 """MobileNetV2 (Sandler et al. 2018) with batch norm folded into the convolutions, as in TFLite exports.
 
+Its weights and activations are channels-last, which runs its depthwise convolutions in about half the time on
+CPU (the 512-px recognizer pass: 64 -> 35 ms on 2 threads).
+
 The layout follows the TF-slim/Keras graph that the Coral TFLite files were exported from, so that converted
 weights (`semsam.tflite_convert`) load one-to-one: convolutions carry a bias, padding is TensorFlow's "SAME".
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,7 +41,11 @@ class SameConv2d(nn.Conv2d):
                                                   self.dilation[::-1]):
             total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
             pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads) if any(pads) else x)
+        if pads[0::2] == pads[1::2]:
+            # Symmetric, as for every stride-1 layer: the convolution pads by itself, without copying the input
+            # (F.pad's copy also drops a channels-last layout).
+            return F.conv2d(x, self.weight, self.bias, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
+        return super().forward(F.pad(x, pads))
 
 
 class ConvAct(nn.Module):
@@ -51,7 +59,7 @@ class ConvAct(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
-        return F.relu6(x) if self.relu6 else x
+        return F.relu6(x, inplace=True) if self.relu6 else x
 
 
 class InvertedResidual(nn.Module):
@@ -92,16 +100,18 @@ class MobileNetV2Backbone(nn.Module):
         super().__init__()
         self.features, channels = build_features(config.width_multiplier)
         self.num_features = [channels[index] for index in FEATURE_TAPS.values()]
+        self.features.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """images: [B, 3, H, W] normalised. Returns {"res2": ..., "res5": ...} as [B, C, h, w]."""
+        """images: [B, 3, H, W] normalised. Returns {"res2": ..., "res5": ...} as contiguous [B, C, h, w]."""
         taps = {index: name for name, index in FEATURE_TAPS.items()}
         outputs = {}
-        x = images
+        x = images.contiguous(memory_format=torch.channels_last)
         for index, layer in enumerate(self.features):
             x = layer(x)
             if index in taps:
-                outputs[taps[index]] = x
+                # Contiguous, so that the mask features every prompt reads are too.
+                outputs[taps[index]] = x.contiguous()
         return outputs
 
 
@@ -113,6 +123,7 @@ class MobileNetV2Embedder(nn.Module):
         self.features, channels = build_features(config.width_multiplier)
         head_channels = scaled_channels(HEAD_CHANNELS, max(1.0, config.width_multiplier))
         self.head = ConvAct(in_channels=channels[-1], out_channels=head_channels)
+        self.to(memory_format=torch.channels_last)
 
     @property
     def out_channels(self) -> int:
@@ -120,7 +131,7 @@ class MobileNetV2Embedder(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """images: [B, 3, H, W] scaled to [-1, 1]. Returns [B, 1280, H / 32, W / 32] features."""
-        x = images
+        x = images.contiguous(memory_format=torch.channels_last)
         for layer in self.features:
             x = layer(x)
         return self.head(x)

@@ -8,6 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Below this many (query, head) pairs, per-level `F.grid_sample` calls cost less (a click's outputs: 0.14 against
+# 0.29 ms for 24 pairs); above, one weighted gather does (the pixel decoder's 6000: 5 against 16 ms). 2 CPU threads.
+GATHER_MIN_PAIRS = 128
+
 
 def ms_deform_attn_sample(
     value: Tensor, spatial_shapes: list[tuple[int, int]], sampling_locations: Tensor, attention_weights: Tensor
@@ -23,6 +27,20 @@ def ms_deform_attn_sample(
     Returns:
         [B, Q, heads * head_dim].
     """
+    # Only inference gathers. Where a point sits on a pixel centre (as every point of a fresh encoder does) the
+    # bilinear gradient with respect to its location is one-sided, and rounding picks the side: a 300-step
+    # training run of the tests' micro model with the gather's gradients named masks worse in 3 of 3 seeds (text
+    # detection AUC 0.55-0.68 against 0.79-0.80), so training keeps the gradients the models were trained with.
+    batch, _, heads, _ = value.shape
+    if torch.is_inference_mode_enabled() and batch * sampling_locations.shape[1] * heads >= GATHER_MIN_PAIRS:
+        return sample_gathered(value, spatial_shapes, sampling_locations, attention_weights)
+    return sample_per_level(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+def sample_per_level(
+    value: Tensor, spatial_shapes: list[tuple[int, int]], sampling_locations: Tensor, attention_weights: Tensor
+) -> Tensor:
+    """`ms_deform_attn_sample` as `F.grid_sample` (bilinear, zero padding, align_corners=False) per level."""
     batch, _, heads, head_dim = value.shape
     _, queries, _, levels, points, _ = sampling_locations.shape
     grids = 2 * sampling_locations - 1
@@ -38,6 +56,50 @@ def ms_deform_attn_sample(
     weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, queries, levels * points)
     output = (stacked * weights).sum(-1).view(batch, heads * head_dim, queries)
     return output.transpose(1, 2)
+
+
+def sample_gathered(
+    value: Tensor, spatial_shapes: list[tuple[int, int]], sampling_locations: Tensor, attention_weights: Tensor
+) -> Tensor:
+    """`ms_deform_attn_sample` as one weighted gather (`F.embedding_bag`) of every point's four neighbours, in fp32;
+    the same as `sample_per_level` up to rounding."""
+    batch, length, heads, head_dim = value.shape
+    queries = sampling_locations.shape[1]
+    device = value.device
+    widths = torch.tensor([w for _, w in spatial_shapes], device=device)[:, None]
+    heights = torch.tensor([h for h, _ in spatial_shapes], device=device)[:, None]
+    starts = torch.tensor([0] + [h * w for h, w in spatial_shapes[:-1]], device=device).cumsum(0)[:, None]
+    locations = sampling_locations.float()
+    columns, column_weights = _neighbours(locations[..., 0] * widths - 0.5, widths)
+    rows, row_weights = _neighbours(locations[..., 1] * heights - 0.5, heights)
+    # Row offsets into a table of all heads' values, [batch * heads * S, head_dim].
+    head_offsets = torch.arange(batch * heads, device=device).view(batch, 1, heads, 1, 1) * length
+    row_starts = rows * widths[..., None] + (head_offsets + starts)[..., None]
+    indices = row_starts[..., :, None] + columns[..., None, :]
+    weights = (row_weights[..., :, None] * column_weights[..., None, :]) * attention_weights.float()[..., None, None]
+    table = value.float().permute(0, 2, 1, 3).reshape(batch * heads * length, head_dim)
+    bags = batch * queries * heads
+    output = F.embedding_bag(indices.view(bags, -1), table, per_sample_weights=weights.view(bags, -1), mode="sum")
+    return output.view(batch, queries, heads * head_dim)
+
+
+def _neighbours(coordinates: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor]:
+    """The two pixels either side of each coordinate along one axis, and their bilinear weights (0 outside).
+
+    Args:
+        coordinates: [..., levels, points] in pixels, 0 at the first pixel's centre.
+        sizes: [levels, 1], the level's size along the axis.
+
+    Returns:
+        Indices [..., levels, points, 2] clamped into the level, and weights of the same shape.
+    """
+    low = coordinates.floor()
+    fraction = coordinates - low
+    first = low.long()
+    pair = torch.stack((first, first + 1), -1)
+    inside = (pair >= 0) & (pair < sizes[..., None])
+    weights = torch.stack((1 - fraction, fraction), -1) * inside
+    return torch.minimum(pair.clamp(min=0), sizes[..., None] - 1), weights
 
 
 class MSDeformAttn(nn.Module):

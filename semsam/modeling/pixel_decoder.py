@@ -24,6 +24,8 @@ class PixelFeatures:
     spatial_shapes: list[tuple[int, int]]  # (H, W) of each level in `memory`, same order
     # Each prompt-decoder layer's value projection of `memory`, set by `SemanticSam.encode_image`.
     memory_values: list[Tensor] = field(default_factory=list)
+    # The click refiner's per-pixel embeddings, set by `SemanticSam.encode_image` for a model with a refiner.
+    click_embeddings: Tensor | None = None
 
 
 class DeformableEncoderLayer(nn.Module):

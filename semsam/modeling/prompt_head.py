@@ -125,10 +125,10 @@ class PromptHead(nn.Module):
         final = predictions[-1]
         final.aux = predictions[:-1]
         if self.click_refiner is not None:
-            final.mask_logits = self._refine(final.mask_logits, prompts, features.mask_features)
+            final.mask_logits = self._refine(final.mask_logits, prompts, features.click_embeddings)
         return final
 
-    def _refine(self, logits: Tensor, prompts: PromptBatch, mask_features: Tensor) -> Tensor:
+    def _refine(self, logits: Tensor, prompts: PromptBatch, embeddings: Tensor) -> Tensor:
         """The last layer's logits corrected by the click refiner; a click anchor counts as a positive click."""
         anchor_labels = torch.where(prompts.anchor_is_box, -1, 1).to(prompts.point_labels.dtype)
         points = torch.cat([prompts.anchors[:, :, None, :2], prompts.points.to(prompts.anchors.dtype)], 2).float()
@@ -137,7 +137,7 @@ class PromptHead(nn.Module):
             prior = logits.new_zeros(logits.shape[:2] + logits.shape[-2:])
         else:
             prior = prompts.mask_inputs.float().sigmoid() * prompts.mask_valid[..., None, None]
-        return self.click_refiner(logits, points, labels, prior, mask_features)
+        return self.click_refiner(logits, points, labels, prior, embeddings)
 
     def _predict(self, hidden: Tensor, reference: Tensor, mask_features: Tensor) -> DecoderOutput:
         """Heads on one layer's output tokens; `reference` is the anchor box that layer was given."""
@@ -159,5 +159,13 @@ class PromptHead(nn.Module):
         Returns:
             Logits [..., V].
         """
-        names = F.normalize(text_embeddings @ self.text_projection, dim=-1)
+        return self.score_names(embeddings, self.name_embeddings(text_embeddings))
+
+    def name_embeddings(self, text_embeddings: Tensor) -> Tensor:
+        """Names [V, text_dim] projected into the mask embeddings' space and L2-normalised, [V, D]: a vocabulary's
+        are computed once for all its masks."""
+        return F.normalize(text_embeddings @ self.text_projection, dim=-1)
+
+    def score_names(self, embeddings: Tensor, names: Tensor) -> Tensor:
+        """`classify` of mask embeddings [..., D] against `name_embeddings` [V, D]: logits [..., V]."""
         return self.logit_scale.exp() * embeddings @ names.T

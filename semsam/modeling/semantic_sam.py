@@ -68,9 +68,12 @@ class SemanticSam(nn.Module):
 
     def encode_image(self, images: Tensor) -> PixelFeatures:
         """Runs the backbone and pixel decoder on pre-processed images [B, 3, H, W], and projects the memory
-        for the prompt decoder's cross-attention once for all prompts."""
+        for the prompt decoder's cross-attention (and the click refiner's embeddings) once for all prompts."""
         features = self.sem_seg_head.pixel_decoder(self.backbone(images))
-        features.memory_values = self.sem_seg_head.predictor.decoder.project_memory(features.memory)
+        head = self.sem_seg_head.predictor
+        features.memory_values = head.decoder.project_memory(features.memory)
+        if head.click_refiner is not None:
+            features.click_embeddings = head.click_refiner.embed(features.mask_features)
         return features
 
     def mask_input_size(self, features: PixelFeatures) -> tuple[int, int]:
