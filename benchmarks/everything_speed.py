@@ -28,7 +28,7 @@ from semsam.automatic.grid import point_grid
 from semsam.automatic.masks import stability_scores
 from semsam.build import load_model
 from semsam.image import read_image
-from semsam.predictor import Prompt
+from semsam.prediction import Prompt
 
 
 def decode_only(generator: MaskGenerator, image: np.ndarray) -> tuple[float, torch.Tensor, torch.Tensor]:

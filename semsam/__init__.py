@@ -5,7 +5,8 @@ from semsam.checkpoint import CheckpointError, save_checkpoint
 from semsam.config import MODEL_CONFIGS, SemanticInfo, SemanticSamConfig
 from semsam.image import read_image
 from semsam.modeling import SemanticSam
-from semsam.predictor import MaskLabel, Prediction, Predictor, Prompt
+from semsam.prediction import MaskLabel, Prediction, Prompt
+from semsam.predictor import Predictor
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,8 @@ import torch
 from semsam.data.records import mask_boxes
 
 if TYPE_CHECKING:
-    from semsam.predictor import Prediction, Predictor
+    from semsam.prediction import Prediction
+    from semsam.predictor import Predictor
 
 
 def import_cv2() -> ModuleType:

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 if TYPE_CHECKING:
-    from semsam.predictor import MaskLabel
+    from semsam.prediction import MaskLabel
 
 Colour = tuple[int, int, int]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont

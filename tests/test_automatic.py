@@ -16,7 +16,8 @@ from semsam.build import ASSETS, load_model
 from semsam.image import read_image
 from semsam.io import rle_to_mask
 from semsam.visualize import label_map_overlay, level_legend
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 
 # The random test model predicts negative IoUs: keep everything unless a test says otherwise.
 KEEP_ALL = dict(pred_iou_thresh=-10.0, stability_score_thresh=0.0)

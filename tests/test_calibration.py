@@ -20,7 +20,8 @@ from semsam.data.synthetic import SyntheticPartsDataset
 from semsam.evaluation.click import click_targets
 from semsam.modeling import SemanticSam
 from semsam.modeling.common import MLP
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 from semsam.training.calibration import HeadSamples, collect_head_samples, fit_rank_head, rank_head
 from semsam.training.config import load_train_config
 from semsam.training.trainer import Trainer

@@ -16,7 +16,8 @@ from semsam.checkpoint import save_checkpoint
 from semsam.config import MODEL_CONFIGS, SemanticInfo, SemanticSamConfig, check_config
 from semsam.modeling import SemanticSam
 from semsam.modeling.click_refiner import ClickRefiner, click_maps, similarity_maps
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 from semsam.training.config import load_train_config
 from semsam.training.trainer import Trainer
 

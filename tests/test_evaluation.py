@@ -7,7 +7,7 @@ import pytest
 
 from semsam.data import SegmentationRecord
 from semsam.evaluation.click import evaluate_clicks, interior_click, mask_ious
-from semsam.predictor import Prediction
+from semsam.prediction import Prediction
 
 
 def nested_record() -> SegmentationRecord:

@@ -11,7 +11,7 @@ from semsam.checkpoint import save_checkpoint
 from semsam.config import SemanticInfo
 from semsam.data.synthetic import SyntheticPartsDataset
 from semsam.evaluation.labels import evaluate_labels
-from semsam.predictor import MaskLabel, Prediction
+from semsam.prediction import MaskLabel, Prediction
 
 
 class ScriptedPredictor:

@@ -16,7 +16,7 @@ from semsam.automatic.outputs import tree_record
 from semsam.automatic.panoptic import segment_ids_to_rgb, write_panoptic
 from semsam.data.coco_panoptic import read_segment_ids
 from semsam.io import mask_to_rle
-from semsam.predictor import MaskLabel
+from semsam.prediction import MaskLabel
 
 from helpers import check_panoptic, rect
 

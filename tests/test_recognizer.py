@@ -17,7 +17,8 @@ from semsam.config import MobileNetV2Config, RecognizerConfig, SemanticSamConfig
 from semsam.data.synthetic import OBJECT_NAMES, SyntheticPartsDataset
 from semsam.modeling.mobilenet_v2 import MobileNetV2Classifier
 from semsam.modeling.recognizer import MaskRecognizer
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 from semsam.text import TextEncoder
 from semsam.training.recognizer import fit_recognizer, load_imagenet_embedder
 from semsam.training.trainer import Trainer

@@ -16,7 +16,7 @@ from semsam.data.synthetic import OBJECT_NAMES, PART_NAMES, SyntheticPartsDatase
 from semsam.evaluation.click import interior_click
 from semsam.evaluation.text import evaluate_text
 from semsam.io import mask_to_rle
-from semsam.predictor import MaskLabel
+from semsam.prediction import MaskLabel
 
 OBJECTS = ["dog", "cat", "car", "person"]  # the last names take the probability the candidates leave over
 PARTS = ["head", "tail", "wheel", "hair"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from semsam.predictor import MaskLabel
+from semsam.prediction import MaskLabel
 from semsam.visualize import LEVEL_COLOURS, granularity_panels, mask_overlay, name_segments
 
 

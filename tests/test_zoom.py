@@ -10,7 +10,8 @@ from helpers import BENCHMARK_OBJECT, rect, scene_image
 from semsam import load_model
 from semsam.clicks import Click
 from semsam.evaluation.segmenters import ModelSegmenter
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 from semsam.zoom import BACKGROUND_LOGIT, ZoomIn, box_iou, clicks_in_crop, paste
 
 

@@ -16,7 +16,8 @@ from semsam.automatic.masks import (
 )
 from semsam.image import as_rgb_uint8
 from semsam.io import rle_to_mask
-from semsam.predictor import MaskLabel, Predictor, Prompt
+from semsam.prediction import MaskLabel, Prompt
+from semsam.predictor import Predictor
 
 OUTPUT_MODES = ("binary_mask", "coco_rle")
 # Grid and filters chosen for the embedded model (SAM's are 32, 0.88 and 0.95); the command line shares them.

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 
 from semsam.automatic.masks import box_intersections, to_pycocotools
 from semsam.io import mask_to_rle, rle_to_mask
-from semsam.predictor import MaskLabel
+from semsam.prediction import MaskLabel
 
 # A mask's parent must cover at least this fraction of the mask's own area.
 CONTAINMENT_THRESHOLD = 0.9

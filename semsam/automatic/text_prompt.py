@@ -17,7 +17,8 @@ from semsam.automatic.hierarchy import CONTAINMENT_THRESHOLD, GeneratedMask
 from semsam.automatic.masks import to_pycocotools
 from semsam.image import as_rgb_uint8
 from semsam.io import mask_to_rle
-from semsam.predictor import MaskLabel, Predictor
+from semsam.prediction import MaskLabel
+from semsam.predictor import Predictor
 from semsam.text import TextEncoder
 
 # A phrase whose nearest vocabulary name is less similar than this (MiniLM cosine) names nothing the model knows.

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from semsam.data.bsds500 import read_mat_variable
-from semsam.predictor import Prediction
+from semsam.prediction import Prediction
 
 UCM_THRESHOLDS = (0.03, 0.08, 0.15, 0.25, 0.4, 0.6)
 SQUARE_FRACTIONS = (0.04, 0.08, 0.16, 0.3, 0.5, 0.8)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from semsam.clicks import interior_pixel
 from semsam.data.records import SegmentationDataset
-from semsam.predictor import Prediction
+from semsam.prediction import Prediction
 
 MIN_AREA_FRACTION = 0.005
 

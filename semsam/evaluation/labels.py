@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from semsam.data.records import SegmentationDataset, SegmentationRecord
 from semsam.evaluation.click import MIN_AREA_FRACTION, interior_click, mask_ious
-from semsam.predictor import Prediction, Predictor, Prompt
+from semsam.prediction import Prediction, Prompt
+from semsam.predictor import Predictor
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from semsam.clicks import Click
 from semsam.grabcut import GrabCutRefiner, import_cv2
 from semsam.image import as_rgb_uint8
 from semsam.modeling.sam import Sam
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 from semsam.zoom import BACKGROUND_LOGIT, Box, ZoomIn, clicks_in_crop, paste
 
 

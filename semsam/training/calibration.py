@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from semsam.data.records import SegmentationDataset
 from semsam.evaluation.click import click_targets, mask_ious
-from semsam.predictor import Predictor, Prompt
+from semsam.prediction import Prompt
+from semsam.predictor import Predictor
 
 HOLDOUT_FRACTION = 0.15
 RANK_TEMPERATURE = 0.05
