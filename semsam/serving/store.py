@@ -47,8 +47,9 @@ class ImageStore:
         self.model = model
         self._max_images, self._max_embeddings = max_images, max_embeddings
         self._images: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
-        self._encoding: dict[str, threading.Lock] = {}
+        # Keyed by (image id, crop), the crop None for the whole image.
+        self._sessions: OrderedDict[tuple[str, Box | None], _Session] = OrderedDict()
+        self._encoding: dict[tuple[str, Box | None], threading.Lock] = {}
         self._lock = threading.Lock()
         self.encodes = 0
         # Vocabularies come from users: embeddings are kept in memory for the last few only, never on disk.
@@ -62,7 +63,7 @@ class ImageStore:
             self._images.move_to_end(digest)
             while len(self._images) > self._max_images:
                 forgotten, _ = self._images.popitem(last=False)
-                for key in [key for key in self._sessions if key.split("/")[0] == forgotten]:
+                for key in [key for key in self._sessions if key[0] == forgotten]:
                     del self._sessions[key]
         return digest
 
@@ -77,7 +78,7 @@ class ImageStore:
     def is_encoded(self, image_id: str) -> bool:
         """Whether the image's embedding is in the cache."""
         with self._lock:
-            return image_id in self._sessions
+            return (image_id, None) in self._sessions
 
     @property
     def cached_embeddings(self) -> int:
@@ -105,7 +106,7 @@ class ImageStore:
             return work(session.predictor)
 
     def _session(self, image_id: str, crop: Box | None) -> _Session:
-        key = image_id if crop is None else f"{image_id}/{','.join(map(str, crop))}"
+        key = (image_id, crop)
         with self._lock:
             if key in self._sessions:
                 self._sessions.move_to_end(key)
