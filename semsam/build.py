@@ -32,18 +32,19 @@ def model_from_config(config: ModelConfig, semantic: SemanticInfo | None = None)
     return model_cls(config=config, semantic=semantic)
 
 
-def build_model(name: str, *, rank_head: bool = True) -> SemanticSam | Sam:
+def build_model(name: str, *, rank_head: bool | None = None) -> SemanticSam | Sam:
     """A randomly initialised model of a registered size.
 
     Args:
         name: a registered model (`semsam.MODEL_CONFIGS`).
-        rank_head: keep the rank head where the config has one; training leaves it out, since it changes the
-            decoder tokens the head was fitted on (`semsam calibrate-iou` fits a new one).
+        rank_head: None keeps the config's choice. Training leaves the rank head out (False), since it changes
+            the decoder tokens the head was fitted on (`semsam calibrate-iou` fits a new one), unless it trains
+            the head too (True, `rank_weight`).
     """
     _check_name(name)
     config = MODEL_CONFIGS[name]
-    if not rank_head and isinstance(config, SemanticSamConfig):
-        config = replace(config, decoder=replace(config.decoder, rank_head=False))
+    if rank_head is not None and isinstance(config, SemanticSamConfig):
+        config = replace(config, decoder=replace(config.decoder, rank_head=rank_head))
     return model_from_config(config)
 
 
@@ -196,11 +197,16 @@ def load_with_rank_head(checkpoint: str | Path) -> SemanticSam:
     if not config.decoder.rank_head:
         config = replace(config, decoder=replace(config.decoder, rank_head=True))
     model = model_from_config(config, semantic)
-    if not any(key.startswith(RANK_HEAD_PREFIX) for key in tensors):
-        tensors = {**tensors, **{RANK_HEAD_PREFIX + key[len(IOU_HEAD_PREFIX):]: value
-                                 for key, value in tensors.items() if key.startswith(IOU_HEAD_PREFIX)}}
-    load_tensors(model, tensors, str(checkpoint))
+    load_tensors(model, with_rank_head(tensors), str(checkpoint))
     return model
+
+
+def with_rank_head(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with a rank head: theirs, else a copy of their IoU head, which ranks the masks as before."""
+    if any(key.startswith(RANK_HEAD_PREFIX) for key in tensors):
+        return tensors
+    return {**tensors, **{RANK_HEAD_PREFIX + key[len(IOU_HEAD_PREFIX):]: value
+                          for key, value in tensors.items() if key.startswith(IOU_HEAD_PREFIX)}}
 
 
 def without_rank_head(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -192,5 +192,44 @@ def test_training_leaves_the_rank_head_out(tmp_path, capsys, monkeypatch):
     assert not trained.config.decoder.rank_head and trained.sem_seg_head.predictor.rank_head is None
 
 
+def test_training_with_a_rank_weight_trains_the_rank_head_it_starts_from(tmp_path, capsys, monkeypatch):
+    ranked = replace(MICRO, decoder=replace(MICRO.decoder, rank_head=True))
+    monkeypatch.setitem(MODEL_CONFIGS, "micro_ranked", ranked)
+    torch.manual_seed(0)
+    start = SemanticSam(config=ranked)
+    save_checkpoint(tmp_path / "ranked.safetensors", start, ranked, SemanticInfo())
+    write_bsds(tmp_path / "bsds", "train", "0001", halves_annotations())
+    lines = ['model = "micro_ranked"', f'output_dir = "{tmp_path / "run"}"', "steps = 2", "batch_size = 1",
+             "prompts_per_image = 2", "image_size = 64", "num_points = 64", "warmup_steps = 1", "rank_weight = 1.0", "log_every = 1",
+             f'init_checkpoint = "{tmp_path / "ranked.safetensors"}"',
+             "[[datasets]]", 'kind = "bsds500"', f'root = "{tmp_path / "bsds"}"', 'split = "train"']
+    (tmp_path / "run.toml").write_text("\n".join(lines) + "\n")
+    trainer = Trainer(config=load_train_config(tmp_path / "run.toml"))
+    assert "rank head is left out" not in capsys.readouterr().out
+    for name, value in trainer.model.sem_seg_head.predictor.rank_head.state_dict().items():
+        assert torch.equal(value, start.sem_seg_head.predictor.rank_head.state_dict()[name])
+    trainer.run()
+    trained = load_model(checkpoint=tmp_path / "run" / "final.safetensors")
+    assert trained.config.decoder.rank_head
+    before, after = start.sem_seg_head.predictor.rank_head, trained.sem_seg_head.predictor.rank_head
+    assert not torch.equal(before.layers[0].weight, after.layers[0].weight)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all("rank" in entry for entry in logged)
+
+
+def test_training_with_a_rank_weight_adds_a_rank_head_to_a_model_without_one(tmp_path, monkeypatch):
+    monkeypatch.setitem(MODEL_CONFIGS, "micro_plain", _without_rank_head(MICRO))
+    save_checkpoint(tmp_path / "plain.safetensors", SemanticSam(config=_without_rank_head(MICRO)),
+                    _without_rank_head(MICRO), SemanticInfo())
+    write_bsds(tmp_path / "bsds", "train", "0001", halves_annotations())
+    lines = ['model = "micro_plain"', f'output_dir = "{tmp_path / "run"}"', "steps = 1", "rank_weight = 0.5",
+             f'init_checkpoint = "{tmp_path / "plain.safetensors"}"',
+             "[[datasets]]", 'kind = "bsds500"', f'root = "{tmp_path / "bsds"}"']
+    (tmp_path / "run.toml").write_text("\n".join(lines) + "\n")
+    predictor = Trainer(config=load_train_config(tmp_path / "run.toml")).model.sem_seg_head.predictor
+    for name, value in predictor.rank_head.state_dict().items():
+        assert torch.equal(value, predictor.iou_prediction_head.state_dict()[name])
+
+
 def _without_rank_head(config: SemanticSamConfig) -> SemanticSamConfig:
     return replace(config, decoder=replace(config.decoder, rank_head=False))

@@ -220,6 +220,16 @@ def test_click_targets_are_every_mask_under_the_click() -> None:
     assert (sizes == 1).any() and (sizes == 2).any()
 
 
+def test_a_prompts_own_mask_comes_first_among_its_targets() -> None:
+    """Slot 0 is the mask a click was drawn from, not the first mask under it: the rank head learns from it."""
+    batch = make_batch(prompts_per_image=80, sampling=PromptSampling(box_fraction=0.0, multi_click_fraction=0.0))
+    first = {tuple(sorted(row[row >= 0].tolist())): set() for row in batch.targets.indices.flatten(0, 1)}
+    for row in batch.targets.indices.flatten(0, 1):
+        first[tuple(sorted(row[row >= 0].tolist()))].add(int(row[0]))
+    # A click in A's top half lies in A (mask 0) and its top (mask 1); either may have been the one sampled.
+    assert first[(0, 1)] == {0, 1} and first[(0, 2)] == {0, 2}
+
+
 def test_max_targets_caps_with_a_random_subset() -> None:
     batch = make_batch(sampling=PromptSampling(box_fraction=0.0, multi_click_fraction=0.0, max_targets=1))
     assert batch.targets.indices.shape[-1] == 1 and batch.targets.valid.all()

@@ -34,8 +34,9 @@ def signed(mask: torch.Tensor, scale: float) -> torch.Tensor:
     return (small.float() * 2 - 1) * scale
 
 
-def output(logits: torch.Tensor, boxes: torch.Tensor, iou: torch.Tensor | None = None) -> DecoderOutput:
-    """A DecoderOutput for logits [B, N, K, h, w] and boxes [B, N, K, 4]."""
+def output(logits: torch.Tensor, boxes: torch.Tensor, iou: torch.Tensor | None = None,
+           rank: torch.Tensor | None = None) -> DecoderOutput:
+    """A DecoderOutput for logits [B, N, K, h, w] and boxes [B, N, K, 4]; `rank` the rank head's scores."""
     shape = logits.shape[:3]
     return DecoderOutput(
         mask_logits=logits,
@@ -43,6 +44,7 @@ def output(logits: torch.Tensor, boxes: torch.Tensor, iou: torch.Tensor | None =
         boxes=boxes,
         object_embeddings=torch.zeros(*shape, 4),
         part_embeddings=torch.zeros(*shape, 4),
+        rank_scores=rank,
     )
 
 
@@ -221,3 +223,25 @@ def test_unmatched_outputs_regress_their_best_iou_with_any_target() -> None:
     result = loss(output(logits, boxes, scores), toy_targets([[0]]))
     # The quarter is matched to "left" (IoU 0.5); the whole image is unmatched and its best IoU is also 0.5.
     assert torch.isclose(result["iou"], torch.tensor((0.9 - 0.5) ** 2))
+
+
+def test_the_rank_term_puts_the_prompts_own_mask_on_top() -> None:
+    """The IoU head scores both outputs 0.5 here (best IoU with any target); the rank head learns which one the
+    prompt meant: its own mask, slot 0 ("corner", output 1), not the other target ("left", output 0)."""
+    left, corner = region(*REGIONS["left"]), region(*REGIONS["corner"])
+    logits = torch.stack([signed(left, 5.0), signed(corner, 5.0)])[None, None]
+    boxes = torch.stack([box_of(*REGIONS["left"]), box_of(*REGIONS["corner"])]).expand(1, 1, 2, 4)
+    weights = LossWeights(bce=0, dice=0, box_l1=0, giou=0, iou=0, rank=1)
+    loss = MultiChoiceLoss(num_points=64, weights=weights)
+    rank = torch.zeros(1, 1, 2, requires_grad=True)
+    optimizer = torch.optim.SGD([rank], lr=0.05)
+    for _ in range(100):
+        result = loss(output(logits, boxes, rank=rank), toy_targets([[2, 0]]))
+        optimizer.zero_grad()
+        result["total"].backward()
+        optimizer.step()
+    assert rank[0, 0, 1] > rank[0, 0, 0] + 0.5
+    assert torch.isclose(rank[0, 0, 1], torch.tensor(1.0), atol=0.1)
+    # Without the weight, or for a model without a rank head, there is no such term.
+    assert "rank" not in MultiChoiceLoss(num_points=64)(output(logits, boxes, rank=rank), toy_targets([[2, 0]]))
+    assert "rank" not in loss(output(logits, boxes), toy_targets([[2, 0]]))

@@ -52,7 +52,7 @@ class PromptTargets:
     """
 
     gt_masks: Tensor  # [B, M, Hp, Wp] bool, every mask of each image, padded with empty masks to a common M
-    indices: Tensor  # [B, N, T] long into M; -1 where a prompt has fewer than T targets
+    indices: Tensor  # [B, N, T] long into M, slot 0 the mask the prompt was made from; -1 where it has fewer
     boxes: Tensor  # [B, N, T, 4] (cx, cy, w, h) normalised to the padded input; 0 where invalid
     object_classes: Tensor | None = None  # [B, N, T] long, -1 for none; None when no record has object labels
     part_classes: Tensor | None = None  # [B, N, T] long, -1 for none; None when no record has part labels
@@ -246,11 +246,11 @@ def _extra_clicks(
 
 
 def _limit_targets(candidates: np.ndarray, chosen: int, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """At most `limit` of the candidates, always keeping the sampled mask."""
-    if len(candidates) <= limit:
-        return candidates
+    """At most `limit` of the candidates, the sampled mask first: it is the prompt's own target."""
     others = candidates[candidates != chosen]
-    return np.concatenate([[chosen], rng.choice(others, size=limit - 1, replace=False)]).astype(np.int64)
+    if len(others) >= limit:
+        others = rng.choice(others, size=limit - 1, replace=False)
+    return np.concatenate([[chosen], others]).astype(np.int64)
 
 
 def _pad_images(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -25,9 +24,9 @@ from semsam.data.records import SegmentationDataset
 from semsam.evaluation.click import click_targets, mask_ious
 from semsam.prediction import Prompt
 from semsam.predictor import Predictor
+from semsam.training.losses import rank_loss
 
 HOLDOUT_FRACTION = 0.15
-RANK_TEMPERATURE = 0.05
 
 
 @dataclass(frozen=True)
@@ -185,10 +184,7 @@ def fit_rank_head(
 def _loss(head: nn.Module, hidden: Tensor, ious: Tensor, batch_size: int, rank_weight: float,
           generator: torch.Generator) -> Tensor:
     pick = torch.randint(len(hidden), (batch_size,), generator=generator).to(hidden.device)
-    predicted = head(hidden[pick]).squeeze(-1)
-    target = ious[pick]
-    expected_iou = (F.softmax(predicted / RANK_TEMPERATURE, dim=-1) * target).sum(-1).mean()
-    return F.mse_loss(predicted, target) - rank_weight * expected_iou
+    return rank_loss(head(hidden[pick]).squeeze(-1), ious[pick], rank_weight=rank_weight)
 
 
 @torch.no_grad()

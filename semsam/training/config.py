@@ -55,6 +55,7 @@ class TrainConfig:
     correction_prob: float = 0.0  # share of steps that first simulate corrective clicks
     max_corrections: int = 3  # such a step simulates 1..max_corrections rounds
     correct_all_outputs: bool = False  # after corrections every output learns the target, not only the matched one
+    rank_weight: float = 0.0  # > 0: train the model's rank head with the decoder, toward each prompt's own mask
     num_points: int = 3136
     checkpoint_every: int = 200
     validate_every: int = 1000
@@ -73,7 +74,7 @@ POSITIVE_INTS = ("steps", "batch_size", "prompts_per_image", "num_points", "chec
                  "log_every", "validation_images", "max_corrections")
 NON_NEGATIVE_INTS = ("warmup_steps", "seed", "num_threads")
 POSITIVE_FLOATS = ("lr",)
-NON_NEGATIVE_FLOATS = ("backbone_lr_scale", "refiner_lr_scale", "weight_decay", "grad_clip")
+NON_NEGATIVE_FLOATS = ("backbone_lr_scale", "refiner_lr_scale", "weight_decay", "grad_clip", "rank_weight")
 STRINGS = ("model", "output_dir", "device", "precision")
 PATHS = ("init_checkpoint", "backbone_checkpoint", "heads_checkpoint")
 PROBABILITIES = ("mask_prompt_prob", "correction_prob")

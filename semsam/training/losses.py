@@ -29,6 +29,12 @@ class LossWeights:
     iou: float = 1.0
     object_class: float = 4.0
     part_class: float = 4.0
+    rank: float = 0.0  # the rank head's term, for a model trained with one (0: not computed)
+
+
+# Temperature of the softmax over a prompt's outputs whose expected IoU the rank term rewards: sharp, so that it
+# rewards the best output on top rather than a good average.
+RANK_TEMPERATURE = 0.05
 
 
 class MultiChoiceLoss(nn.Module):
@@ -87,7 +93,7 @@ class MultiChoiceLoss(nn.Module):
 
         Returns:
             The last layer's unweighted terms ("bce", "dice", "iou", "box_l1", "giou", and "object_class" /
-            "part_class" when computed), "aux" (the weighted sum over aux layers) and "total".
+            "part_class" / "rank" when computed), "aux" (the weighted sum over aux layers) and "total".
         """
         if (object_text is not None or part_text is not None) and classifier is None:
             raise ValueError("object_text/part_text need classifier=model.sem_seg_head.predictor.classify")
@@ -114,11 +120,16 @@ class MultiChoiceLoss(nn.Module):
         matches = self.matcher(outputs, targets)
         if len(matches) == 0:
             # Keeps every output in the graph so backward works on batches without targets.
-            zero = sum(t.sum() for t in (outputs.mask_logits, outputs.iou_scores, outputs.boxes)) * 0.0
-            return {name: zero for name in ("bce", "dice", "iou", "box_l1", "giou")}
+            kept = [t for t in (outputs.mask_logits, outputs.iou_scores, outputs.boxes, outputs.rank_scores)
+                    if t is not None]
+            zero = sum(t.sum() for t in kept) * 0.0
+            names = ("bce", "dice", "iou", "box_l1", "giou") + (("rank",) if self._ranks(outputs) else ())
+            return {name: zero for name in names}
         logits = outputs.mask_logits.flatten(0, 1)[matches.prompt, matches.pred]
         terms = self._mask_terms(logits, targets, matches)
         terms["iou"] = self._iou_term(outputs, targets, matches, low_res_truth)
+        if self._ranks(outputs):
+            terms["rank"] = self._rank_term(outputs, targets, low_res_truth)
         terms.update(self._box_terms(outputs, targets, matches))
         for name, (text, classes, attribute) in texts.items():
             if text is not None and classes is not None:
@@ -165,12 +176,43 @@ class MultiChoiceLoss(nn.Module):
         scores = outputs.iou_scores.flatten(0, 1)[scored]
         return F.mse_loss(scores, true_iou[scored].to(scores.dtype))
 
+    def _ranks(self, outputs: DecoderOutput) -> bool:
+        return self.weights.rank > 0 and outputs.rank_scores is not None
+
+    @staticmethod
+    def _rank_term(outputs: DecoderOutput, targets: PromptTargets, low_res_truth: Tensor) -> Tensor:
+        """`rank_loss` of the rank head's scores against each output's IoU with the prompt's own mask (slot 0).
+
+        The IoU head learns every output's best IoU with any mask under the click, so it cannot tell which
+        granularity a click meant; the rank head learns to put the prompt's own mask on top, as a user ranks.
+        """
+        own = targets.indices[..., 0].flatten()
+        scored = own >= 0
+        with torch.no_grad():
+            batch, prompts = targets.indices.shape[:2]
+            image_index = torch.arange(batch, device=own.device).repeat_interleave(prompts)
+            truth = low_res_truth[image_index, own.clamp(min=0)][scored].flatten(1).float()
+            predicted = (outputs.mask_logits.detach().flatten(0, 1)[scored] > 0).flatten(2).float()
+            intersection = torch.einsum("pkn,pn->pk", predicted, truth)
+            union = predicted.sum(2) + truth.sum(1)[:, None] - intersection
+            ious = intersection / union.clamp(min=1)
+        return rank_loss(outputs.rank_scores.flatten(0, 1)[scored], ious)
+
     @staticmethod
     def _box_terms(outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices) -> dict[str, Tensor]:
         pred = outputs.boxes.flatten(0, 1)[matches.prompt, matches.pred]
         truth = targets.boxes.flatten(0, 1)[matches.prompt, matches.target].to(pred.dtype)
         giou = generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(truth))
         return {"box_l1": (pred - truth).abs().sum() / len(matches), "giou": (1 - giou).sum() / len(matches)}
+
+
+def rank_loss(scores: Tensor, ious: Tensor, *, rank_weight: float = 1.0) -> Tensor:
+    """Squared error of scores [N, K] to IoUs [N, K], less `rank_weight` times the IoU expected under a sharp
+    softmax of the scores: it rewards putting each row's best output on top. 0 for no rows."""
+    if len(scores) == 0:
+        return scores.sum() * 0.0
+    expected_iou = (F.softmax(scores / RANK_TEMPERATURE, dim=-1) * ious).sum(-1).mean()
+    return F.mse_loss(scores, ious) - rank_weight * expected_iou
 
 
 def _class_term(classifier: Classifier, embeddings: Tensor, labels: Tensor, text: Tensor) -> Tensor:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semsam.build import build_model, load_backbone, transfer_heads, with_new_parts, without_rank_head
+from semsam.build import (build_model, load_backbone, transfer_heads, with_new_parts, with_rank_head,
+                          without_rank_head)
 from semsam.checkpoint import load_tensors, read_checkpoint, save_checkpoint
 from semsam.config import SemanticInfo
 from semsam.data import SegmentationRecord, build_dataset
@@ -56,10 +57,11 @@ class Trainer:
         self.placement = distributed.start(config.device)
         self.output = Path(config.output_dir)
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, rank_head=False)
+        ranked = config.rank_weight > 0
+        self.model = build_model(config.model, rank_head=ranked)
         if config.init_checkpoint:
             tensors, _, semantic = read_checkpoint(config.init_checkpoint)
-            trained = without_rank_head(tensors)
+            trained = with_rank_head(tensors) if ranked else without_rank_head(tensors)
             if len(trained) < len(tensors) and self.placement.is_main:
                 print(f"{config.init_checkpoint}: its rank head is left out (training changes what it ranks); "
                       "fit one afterwards with semsam calibrate-iou")
@@ -93,7 +95,8 @@ class Trainer:
             )
         self.precision = resolve_precision(config.precision, self.placement.device)
         self.forward = distributed.wrap(TrainingForward(
-            model=self.model, criterion=MultiChoiceLoss(weights=LossWeights(), num_points=config.num_points),
+            model=self.model, criterion=MultiChoiceLoss(weights=LossWeights(rank=config.rank_weight),
+                                                          num_points=config.num_points),
             object_text=object_text, part_text=part_text, precision=self.precision,
             correct_all_outputs=config.correct_all_outputs,
         ), self.placement)
