@@ -116,6 +116,8 @@ def test_metrics_have_one_line_per_step_after_a_kill_and_resume(tmp_path, bsds_r
         ("mask_prompt_prob = 1.5", "mask_prompt_prob must be a probability"),
         ("correction_prob = -0.1", "correction_prob must be a probability"),
         ("max_corrections = 0", "max_corrections must be a whole number >= 1"),
+        ("rank_weight = -1", "rank_weight must be a number >= 0"),
+        ('rank_weight = "high"', "rank_weight must be a number >= 0"),
         ("heads_checkpoint = 5", "heads_checkpoint must be the path of a checkpoint file"),
         ("flip = 1", "flip must be true or false"),
         ("correct_all_outputs = \"yes\"", "correct_all_outputs must be true or false"),

@@ -127,9 +127,10 @@ class MultiChoiceLoss(nn.Module):
             return {name: zero for name in names}
         logits = outputs.mask_logits.flatten(0, 1)[matches.prompt, matches.pred]
         terms = self._mask_terms(logits, targets, matches)
-        terms["iou"] = self._iou_term(outputs, targets, matches, low_res_truth)
+        ious = _target_ious(outputs, targets, low_res_truth)
+        terms["iou"] = self._iou_term(outputs, targets, matches, ious)
         if self._ranks(outputs):
-            terms["rank"] = self._rank_term(outputs, targets, low_res_truth)
+            terms["rank"] = self._rank_term(outputs, targets, ious)
         terms.update(self._box_terms(outputs, targets, matches))
         for name, (text, classes, attribute) in texts.items():
             if text is not None and classes is not None:
@@ -153,26 +154,15 @@ class MultiChoiceLoss(nn.Module):
         return {"bce": bce.sum() / len(matches), "dice": dice.sum() / len(matches)}
 
     @staticmethod
-    def _iou_term(
-        outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices, low_res_truth: Tensor
-    ) -> Tensor:
+    def _iou_term(outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices, ious: Tensor) -> Tensor:
         """MSE between the predicted IoU and the true IoU of the thresholded mask, detached as a fixed target.
 
         Matched outputs regress the IoU with their matched target. Every other output of a prompt with targets
         regresses its best IoU with any of them: left untrained, their scores drift high and win top-1 choices.
         """
-        with torch.no_grad():
-            batch, prompts, slots = targets.indices.shape
-            valid = targets.valid.flatten(0, 1)
-            image_index = torch.arange(batch, device=valid.device).repeat_interleave(prompts)
-            truth = low_res_truth[image_index[:, None], targets.indices.flatten(0, 1).clamp(min=0)]
-            predicted = outputs.mask_logits.detach().flatten(0, 1) > 0
-            intersection = torch.einsum("pkhw,pthw->pkt", predicted.float(), truth.float())
-            areas = predicted.flatten(2).sum(2)[..., None] + truth.flatten(2).sum(2)[:, None]
-            ious = (intersection / (areas - intersection).clamp(min=1)) * valid[:, None]
-            true_iou = ious.max(2).values
-            true_iou[matches.prompt, matches.pred] = ious[matches.prompt, matches.pred, matches.target]
-        scored = valid.any(1)
+        true_iou = ious.max(2).values
+        true_iou[matches.prompt, matches.pred] = ious[matches.prompt, matches.pred, matches.target]
+        scored = targets.valid.flatten(0, 1).any(1)
         scores = outputs.iou_scores.flatten(0, 1)[scored]
         return F.mse_loss(scores, true_iou[scored].to(scores.dtype))
 
@@ -180,23 +170,14 @@ class MultiChoiceLoss(nn.Module):
         return self.weights.rank > 0 and outputs.rank_scores is not None
 
     @staticmethod
-    def _rank_term(outputs: DecoderOutput, targets: PromptTargets, low_res_truth: Tensor) -> Tensor:
+    def _rank_term(outputs: DecoderOutput, targets: PromptTargets, ious: Tensor) -> Tensor:
         """`rank_loss` of the rank head's scores against each output's IoU with the prompt's own mask (slot 0).
 
         The IoU head learns every output's best IoU with any mask under the click, so it cannot tell which
         granularity a click meant; the rank head learns to put the prompt's own mask on top, as a user ranks.
         """
-        own = targets.indices[..., 0].flatten()
-        scored = own >= 0
-        with torch.no_grad():
-            batch, prompts = targets.indices.shape[:2]
-            image_index = torch.arange(batch, device=own.device).repeat_interleave(prompts)
-            truth = low_res_truth[image_index, own.clamp(min=0)][scored].flatten(1).float()
-            predicted = (outputs.mask_logits.detach().flatten(0, 1)[scored] > 0).flatten(2).float()
-            intersection = torch.einsum("pkn,pn->pk", predicted, truth)
-            union = predicted.sum(2) + truth.sum(1)[:, None] - intersection
-            ious = intersection / union.clamp(min=1)
-        return rank_loss(outputs.rank_scores.flatten(0, 1)[scored], ious)
+        scored = targets.valid.flatten(0, 1)[:, 0]
+        return rank_loss(outputs.rank_scores.flatten(0, 1)[scored], ious[scored, :, 0])
 
     @staticmethod
     def _box_terms(outputs: DecoderOutput, targets: PromptTargets, matches: MatchIndices) -> dict[str, Tensor]:
@@ -204,6 +185,19 @@ class MultiChoiceLoss(nn.Module):
         truth = targets.boxes.flatten(0, 1)[matches.prompt, matches.target].to(pred.dtype)
         giou = generalized_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(truth))
         return {"box_l1": (pred - truth).abs().sum() / len(matches), "giou": (1 - giou).sum() / len(matches)}
+
+
+@torch.no_grad()
+def _target_ious(outputs: DecoderOutput, targets: PromptTargets, low_res_truth: Tensor) -> Tensor:
+    """IoU [B * N, K, T] of each thresholded output mask with each target slot of its prompt; 0 for empty slots."""
+    batch, prompts, _ = targets.indices.shape
+    valid = targets.valid.flatten(0, 1)
+    image_index = torch.arange(batch, device=valid.device).repeat_interleave(prompts)
+    truth = low_res_truth[image_index[:, None], targets.indices.flatten(0, 1).clamp(min=0)]
+    predicted = outputs.mask_logits.detach().flatten(0, 1) > 0
+    intersection = torch.einsum("pkhw,pthw->pkt", predicted.float(), truth.float())
+    areas = predicted.flatten(2).sum(2)[..., None] + truth.flatten(2).sum(2)[:, None]
+    return (intersection / (areas - intersection).clamp(min=1)) * valid[:, None]
 
 
 def rank_loss(scores: Tensor, ious: Tensor, *, rank_weight: float = 1.0) -> Tensor:
